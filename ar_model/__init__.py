@@ -1,0 +1,1 @@
+"""Text-conditioned autoregressive decoder over image tokens (not built yet)."""

@@ -1,0 +1,1 @@
+"""Diffusion refiner and diffusion-only baseline (not built yet)."""

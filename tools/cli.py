@@ -1,0 +1,268 @@
+"""The ``t2i`` command: argument parsing only; the work lives in the modules it calls.
+
+Every user error is one line on stderr, ``t2i <command>: error: ...``, naming the argument, what was given and
+what is allowed, with exit code 2 and no output file left behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+from pathlib import Path
+
+from tools.world.config import PRESETS
+from tools.world.vocab import CATEGORIES
+
+
+class UsageError(ValueError):
+    """A bad argument found after parsing (a missing folder, an unreadable prompt file)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line instead of argparse's usage block
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _int_at_least(low: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+def _output_file(suffix: str):
+    def parse(text: str) -> Path:
+        path = Path(text)
+        if path.suffix.lower() != suffix:
+            raise argparse.ArgumentTypeError(f"expected a file name ending in {suffix}, got {text!r}")
+        if not path.parent.is_dir():
+            raise argparse.ArgumentTypeError(f"folder {str(path.parent)!r} of {text!r} does not exist")
+        return path
+
+    parse.__name__ = f"{suffix} file"
+    return parse
+
+
+def _existing_dir(text: str) -> Path:
+    if not Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"folder {text!r} does not exist")
+    return Path(text)
+
+
+def _existing_file(text: str) -> Path:
+    if not Path(text).is_file():
+        raise argparse.ArgumentTypeError(f"file {text!r} does not exist")
+    return Path(text)
+
+
+def _print_json(obj) -> None:
+    print(json.dumps(obj, indent=2))
+
+
+# --- commands ------------------------------------------------------------------------------------------------
+
+def cmd_render(args) -> None:
+    from tools.judge.verdict import score
+    from tools.world import layout, parse_caption, render
+    from tools.world.config import WorldConfig
+    from vq.atomic import atomic_path
+
+    size = args.size or WorldConfig.from_preset(args.preset).image_size
+    scene = layout(parse_caption(args.caption), random.Random(args.seed))
+    image = render(scene, size)
+    verdict = score(image, args.caption)  # before writing: a missing OCR engine leaves no file behind
+    with atomic_path(args.out) as tmp:
+        image.save(tmp, format="PNG")
+    _print_json({"image": str(args.out), "size": size, **verdict.to_dict()})
+
+
+def cmd_data_make(args) -> None:
+    from tools.shards import make_shards
+    from tools.world.config import WorldConfig
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    manifest = make_shards(args.out, args.num, WorldConfig.from_preset(args.preset), seed=args.seed,
+                           split=args.split, shard_size=args.shard_size)
+    _print_json({"manifest": str(manifest), **json.loads(manifest.read_text())})
+
+
+def cmd_prompts(args) -> None:
+    from tools.prompts import make_prompts
+    from tools.world.config import WorldConfig
+
+    for prompt in make_prompts(args.category, args.num, args.seed, args.words, WorldConfig.from_preset(args.preset)):
+        print(prompt)
+
+
+def _read_prompts(path: Path) -> list[str]:
+    from tools.world import CaptionError, parse_caption
+
+    prompts = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    if not prompts:
+        raise UsageError(f"--prompts: file {str(path)!r} holds no prompts")
+    for number, prompt in enumerate(prompts, 1):
+        try:
+            parse_caption(prompt)
+        except CaptionError as e:
+            raise UsageError(f"--prompts: prompt {number} of {str(path)!r}: {e}") from None
+    return prompts
+
+
+def cmd_score(args) -> None:
+    if args.validate:
+        from tools.judge.validate import validate
+
+        max_word_len = 4 if args.size < 128 else 6  # as the presets: tiny (64 px) draws words of up to 4 letters
+        report = validate(args.num, args.size, max_word_len, seed=args.seed, workers=args.workers)
+        _print_json(report)
+        if args.out:
+            from vq.atomic import write_text
+
+            write_text(args.out, json.dumps(report, indent=2))
+        return
+    missing = [name for name in ("images", "prompts", "out") if getattr(args, name) is None]
+    if missing:
+        raise UsageError(f"--{missing[0]} is required unless --validate is given")
+    _score_images(args)
+
+
+def _score_images(args) -> None:
+    from PIL import Image
+    from tqdm.auto import tqdm
+
+    from tools.judge.report import failure_grid, summarize
+    from tools.judge.verdict import score
+    from vq.atomic import atomic_path, write_text
+
+    prompts = _read_prompts(args.prompts)
+    files = sorted(p for p in args.images.iterdir() if p.suffix.lower() == ".png")
+    if not files or len(files) % len(prompts):
+        raise UsageError(
+            f"--images: {str(args.images)!r} holds {len(files)} PNG files; expected a positive multiple of the "
+            f"{len(prompts)} prompts (images sorted by name, k per prompt in prompt order)"
+        )
+    per_prompt = len(files) // len(prompts)
+    images, verdicts = [], []
+    for i, path in enumerate(tqdm(files, desc="scoring", unit="image")):
+        image = Image.open(path).convert("RGB")
+        if image.width != image.height:
+            raise UsageError(f"--images: {path.name} is {image.width}x{image.height}; images must be square")
+        images.append(image)
+        verdicts.append(score(image, prompts[i // per_prompt]))
+    report = summarize(verdicts, len(prompts))
+    report["failures"] = [
+        {"image": files[i].name, "caption": v.caption, "reasons": list(v.reasons)}
+        for i, v in enumerate(verdicts) if not v.passed
+    ]
+    grid = failure_grid(images, verdicts)
+    failures_png = args.failures or args.out.with_name(args.out.stem + "_failures.png")
+    if grid is not None:
+        with atomic_path(failures_png) as tmp:
+            grid.save(tmp, format="PNG")
+        report["failure_grid"] = str(failures_png)
+    write_text(args.out, json.dumps(report, indent=2))
+    _print_json({k: v for k, v in report.items() if k != "failures"})
+
+
+def cmd_bench_data(args) -> None:
+    from tools.bench import bench_data
+
+    _print_json(bench_data(args.num, args.sizes))
+
+
+# --- parser --------------------------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="t2i",
+        description="Autoregressive token-based text-to-image on a synthetic scene world: "
+                    "data, prompts, rendering and the judge.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
+
+    p = sub.add_parser("render", help="draw the scene a caption describes and judge it",
+                       description="Lay out and draw a scene for CAPTION (WORLD.md grammar), write it as a PNG, "
+                                   "and print the judge's verdict on it as JSON.")
+    p.add_argument("caption", help="e.g. 'the word CAT in blue at the bottom and a red circle at the top'")
+    p.add_argument("--out", required=True, type=_output_file(".png"), help="PNG file to write (its folder must exist)")
+    p.add_argument("--preset", choices=PRESETS, default="tiny", help="canvas size from a preset (default: tiny, 64 px)")
+    p.add_argument("--size", type=_int_at_least(48), help="canvas side in pixels; overrides --preset")
+    p.add_argument("--seed", type=int, default=0, help="seed for the unstated details (size, jitter, cells)")
+    p.set_defaults(func=cmd_render)
+
+    data = sub.add_parser("data", help="make data sets", description="Make data sets of rendered scenes.")
+    data_sub = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser, metavar="ACTION")
+    p = data_sub.add_parser("make", help="write scenes as webdataset tar shards",
+                            description="Write NUM scenes (png + caption txt + scene json) as webdataset shards "
+                                        "and a manifest SPLIT.json in OUT; every file is written atomically.")
+    p.add_argument("--preset", choices=PRESETS, default="tiny", help="image size and word length (default: tiny)")
+    p.add_argument("--num", type=_int_at_least(1), required=True, help="number of scenes")
+    p.add_argument("--out", type=Path, required=True, help="output folder (created if missing)")
+    p.add_argument("--seed", type=int, default=0, help="data seed (default: 0)")
+    p.add_argument("--split", choices=("train", "heldout"), default="train",
+                   help="train: training words; heldout: the held-out words, never in training (default: train)")
+    p.add_argument("--shard-size", type=_int_at_least(1), default=1000, help="scenes per shard (default: 1000)")
+    p.set_defaults(func=cmd_data_make)
+
+    p = sub.add_parser("prompts", help="print evaluation prompts",
+                       description="Print evaluation prompts, one per line, from seeds apart from training data.")
+    p.add_argument("--category", choices=CATEGORIES + ("all",), required=True,
+                   help="a WORLD.md category, or all (NUM prompts of each, in category order)")
+    p.add_argument("--num", type=_int_at_least(1), required=True, help="prompts (per category with 'all')")
+    p.add_argument("--seed", type=int, default=0, help="prompt seed (default: 0)")
+    p.add_argument("--words", choices=("train", "heldout"), default="train", help="word list for text prompts")
+    p.add_argument("--preset", choices=PRESETS, default="tiny", help="longest word from a preset (default: tiny)")
+    p.set_defaults(func=cmd_prompts)
+
+    p = sub.add_parser("score", help="judge images against their prompts, or validate the judge",
+                       description="Judge PNG images against prompts and write a report (pass rate per category "
+                                   "with 95%% CI, overall, word accuracy, CER) and a PNG grid of failures; or, with "
+                                   "--validate, check the judge on ground-truth, mismatched and blurred renders.")
+    p.add_argument("--images", type=_existing_dir,
+                   help="folder of PNGs; sorted by name, k images per prompt in prompt order")
+    p.add_argument("--prompts", type=_existing_file, help="text file, one prompt per line")
+    p.add_argument("--out", type=_output_file(".json"), help="report JSON to write")
+    p.add_argument("--failures", type=_output_file(".png"), help="failure grid PNG (default: beside --out)")
+    p.add_argument("--validate", action="store_true", help="validate the judge instead of scoring images")
+    p.add_argument("--num", type=_int_at_least(1), default=200, help="with --validate: scenes per category")
+    p.add_argument("--size", type=_int_at_least(48), default=64, help="with --validate: canvas side in pixels")
+    p.add_argument("--seed", type=int, default=0, help="with --validate: scene seed")
+    p.add_argument("--workers", type=_int_at_least(1), help="with --validate: processes (default: all cores)")
+    p.set_defaults(func=cmd_score)
+
+    bench = sub.add_parser("bench", help="benchmarks (print JSON)", description="Benchmarks that print JSON.")
+    bench_sub = bench.add_subparsers(dest="bench_command", required=True, parser_class=_Parser, metavar="WHAT")
+    p = bench_sub.add_parser("data", help="scenes per second (sample, render, PNG-encode) by canvas size",
+                             description="Time sampling, rendering and PNG-encoding scenes at each size, "
+                                         "interleaved in one run so the sizes compare fairly.")
+    p.add_argument("--num", type=_int_at_least(10), default=500, help="scenes per size (default: 500)")
+    p.add_argument("--sizes", type=_int_at_least(48), nargs="+", default=[64, 128], help="canvas sides")
+    p.set_defaults(func=cmd_bench_data)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    prog = f"t2i {args.command}"
+    from tools.judge.ocr import OCRUnavailable
+
+    try:
+        args.func(args)
+    except (ValueError, FileNotFoundError, OCRUnavailable) as e:  # CaptionError, LayoutError, UsageError too
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""Aggregate verdicts into the judge's report, and draw the failures as a PNG grid."""
+
+from __future__ import annotations
+
+import math
+import textwrap
+from collections import defaultdict
+
+from PIL import Image, ImageDraw, ImageFont
+
+from tools.world.vocab import CATEGORIES
+
+from .verdict import Verdict, edit_distance
+
+
+def wilson_interval(passed: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a pass rate (sound for small n and rates near 0 or 1)."""
+    if n == 0:
+        return 0.0, 0.0
+    p = passed / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def summarize(verdicts: list[Verdict], num_prompts: int) -> dict:
+    """Per-category pass rate with 95% CI and n; overall = mean over the categories present; text metrics."""
+    by_category: dict[str, list[bool]] = defaultdict(list)
+    for v in verdicts:
+        by_category[v.category].append(v.passed)
+    order = [c for c in CATEGORIES if c in by_category] + sorted(set(by_category) - set(CATEGORIES))
+    categories = {}
+    for c in order:
+        results = by_category[c]
+        lo, hi = wilson_interval(sum(results), len(results))
+        categories[c] = {"n": len(results), "passed": sum(results), "pass_rate": sum(results) / len(results),
+                         "ci95": [round(lo, 4), round(hi, 4)]}
+    reads = [r for v in verdicts for r in v.text_reads]
+    text = None
+    if reads:
+        text = {
+            "n_words": len(reads),
+            "word_accuracy": sum(r.read == r.expected for r in reads) / len(reads),
+            "cer": sum(edit_distance(r.read, r.expected) / len(r.expected) for r in reads) / len(reads),
+            "normalized_edit_distance": sum(
+                edit_distance(r.read, r.expected) / max(len(r.read), len(r.expected)) for r in reads
+            ) / len(reads),
+        }
+    return {
+        "num_prompts": num_prompts,
+        "num_images": len(verdicts),
+        "overall": sum(c["pass_rate"] for c in categories.values()) / len(categories) if categories else 0.0,
+        "categories": categories,
+        "text": text,
+    }
+
+
+def failure_grid(images: list[Image.Image], verdicts: list[Verdict], tile: int = 160, columns: int = 4,
+                 limit: int = 32) -> Image.Image | None:
+    """A grid of failed images, each over its caption and the first reason it failed; None if none failed."""
+    failed = [(im, v) for im, v in zip(images, verdicts) if not v.passed][:limit]
+    if not failed:
+        return None
+    font = ImageFont.load_default(size=11)
+    text_h = 96
+    rows = math.ceil(len(failed) / columns)
+    grid = Image.new("RGB", (columns * tile, rows * (tile + text_h)), "white")
+    draw = ImageDraw.Draw(grid)
+    for i, (im, v) in enumerate(failed):
+        x, y = (i % columns) * tile, (i // columns) * (tile + text_h)
+        grid.paste(im.convert("RGB").resize((tile - 8, tile - 8), Image.NEAREST), (x + 4, y + 4))
+        lines = textwrap.wrap(v.caption, 28)[:2] + textwrap.wrap("x " + v.reasons[0], 28)[:5]
+        draw.multiline_text((x + 4, y + tile), "\n".join(lines), fill="black", font=font, spacing=1)
+    return grid

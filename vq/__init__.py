@@ -1,0 +1,1 @@
+"""VQ image tokenizer (encoder, quantizer, decoder). Only the shared file helpers exist so far."""
