@@ -113,7 +113,8 @@ def test_exit_code_of_a_real_process(tmp_path):
     # Through a real process: exit status 2, a one-line message, no file.
     repo = Path(__file__).resolve().parents[1]
     out = tmp_path / "x.png"
-    result = subprocess.run([sys.executable, "-m", "tools.cli", "render", "a red circle at the moon", "--out", str(out)],
+    argv = [sys.executable, "-m", "tools.cli", "render", "a red circle at the moon", "--out", str(out)]
+    result = subprocess.run(argv,
                             capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(repo)})
     assert result.returncode == 2 and "'moon'" in result.stderr and result.stderr.count("\n") == 1
     assert not out.exists()

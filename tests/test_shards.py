@@ -1,4 +1,3 @@
-import json
 import tarfile
 
 import numpy as np

@@ -25,8 +25,10 @@ def bench_data(num: int, sizes: list[int], rounds: int = 5) -> dict:
                 png_bytes(render(scene, size))
             elapsed[size] += time.perf_counter() - start
     n = per_round * rounds
-    result = {f"{size}px": {"scenes": n, "seconds": round(elapsed[size], 3), "scenes_per_s": round(n / elapsed[size], 1)}
-              for size in sizes}
+    result = {
+        f"{size}px": {"scenes": n, "seconds": round(elapsed[size], 3), "scenes_per_s": round(n / elapsed[size], 1)}
+        for size in sizes
+    }
     base = sizes[0]
     return {
         "benchmark": "data",

@@ -51,13 +51,14 @@ class FoundShape:
 
 @dataclass(frozen=True)
 class FoundText:
-    text: str
+    text: str | None  # None when the caption asks for no word, so OCR was not run
     colour: str | None
     row: int
     col: int  # 0: left-aligned, 1: centred, 2: right-aligned
 
     def describe(self) -> str:
-        return f"{self.text or '<unreadable>'!s} in {self.colour} at row {self.row}, column {self.col}"
+        text = "(not read)" if self.text is None else repr(self.text) if self.text else "(unreadable)"
+        return f"{text} in {self.colour} at row {self.row}, column {self.col}"
 
 
 @dataclass(frozen=True)
@@ -180,7 +181,8 @@ def detect(image, read_text: bool = True) -> Detections:
     shapes, shape_pixels = [], np.zeros(solid.shape, dtype=bool)
     min_side, max_side = MIN_SHAPE_FRACTION * size, MAX_SHAPE_FRACTION * size
     for k, colour in enumerate(names):
-        n, labels, stats, _ = cv2.connectedComponentsWithStats((solid & (nearest == k)).astype(np.uint8), connectivity=8)
+        mask = (solid & (nearest == k)).astype(np.uint8)
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
         for i in range(1, n):
             x, y, w, h, area = stats[i]
             if not min_side <= max(w, h) <= max_side:
@@ -203,7 +205,7 @@ def detect(image, read_text: bool = True) -> Detections:
         if y1 - y0 < min_height or line.sum() < 2 * min_height:
             continue
         colour = names[np.bincount(nearest[line], minlength=len(names)).argmax()]
-        text = ""
+        text = None
         if read_text:
             # OCR sees the colour's alpha (soft edges upscale into clean glyphs), near this line only.
             near = cv2.dilate(line.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool) & ~grown

@@ -69,6 +69,7 @@ def failure_grid(images: list[Image.Image], verdicts: list[Verdict], tile: int =
     for i, (im, v) in enumerate(failed):
         x, y = (i % columns) * tile, (i // columns) * (tile + text_h)
         grid.paste(im.convert("RGB").resize((tile - 8, tile - 8), Image.NEAREST), (x + 4, y + 4))
+        draw.rectangle((x + 3, y + 3, x + tile - 4, y + tile - 4), outline="gray")
         lines = textwrap.wrap(v.caption, 28)[:2] + textwrap.wrap("x " + v.reasons[0], 28)[:5]
         draw.multiline_text((x + 4, y + tile), "\n".join(lines), fill="black", font=font, spacing=1)
     return grid

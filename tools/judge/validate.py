@@ -18,15 +18,17 @@ from dataclasses import replace
 from PIL import Image
 from tqdm.auto import tqdm
 
-from tools.world.caption import CountReq, ObjectReq, RelationReq, Requirements, TextReq, category_of, format_caption
+from tools.world.caption import Requirements, TextReq, category_of, format_caption
 from tools.world.render import render
 from tools.world.scene import SamplingOptions, sample_scene
-from tools.world.vocab import CATEGORIES, CELL, COLOURS, COUNT_WORDS, POSITIONS, SHAPES
+from tools.world.vocab import CATEGORIES, COLOURS, COUNT_WORDS, POSITIONS, SHAPES
 from tools.world.words import word_list
 
 from .verdict import score
 
-_OPPOSITE = {"to the left of": "to the right of", "to the right of": "to the left of", "above": "below", "below": "above"}
+_OPPOSITE = {
+    "to the left of": "to the right of", "to the right of": "to the left of", "above": "below", "below": "above",
+}
 
 
 def _other(rng: random.Random, options, *exclude):
@@ -39,7 +41,10 @@ def mismatch(req: Requirements, rng: random.Random, words: tuple[str, ...]) -> R
     c = list(req.clauses)
     if category == "single_object":
         o = c[0]
-        c[0] = replace(o, colour=_other(rng, COLOURS, o.colour)) if rng.random() < 0.5 else replace(o, shape=_other(rng, SHAPES, o.shape))
+        if rng.random() < 0.5:
+            c[0] = replace(o, colour=_other(rng, COLOURS, o.colour))
+        else:
+            c[0] = replace(o, shape=_other(rng, SHAPES, o.shape))
     elif category == "position":
         c[0] = replace(c[0], position=_other(rng, POSITIONS, c[0].position))
     elif category == "two_objects":

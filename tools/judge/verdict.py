@@ -104,6 +104,11 @@ def _found(det: Detections) -> str:
     return "; ".join(things) if things else "nothing"
 
 
+def _closest_read(word: str, det: Detections) -> str:
+    reads = [t.text or "" for t in det.texts]
+    return min(reads, key=lambda r: (edit_distance(r, word), r), default="")
+
+
 def check(req: Requirements, det: Detections, caption: str = "") -> Verdict:
     """The verdict of detections against requirements."""
     reasons = []
@@ -121,10 +126,7 @@ def check(req: Requirements, det: Detections, caption: str = "") -> Verdict:
             reasons.append(f"expected {format_clause(c)}, found {_found(det)}")
     if all(options) and not _assign(options):
         reasons.append("each clause is met only by sharing an object with another clause")
-    reads = tuple(
-        TextRead(c.word, min((t.text for t in det.texts), key=lambda r: (edit_distance(r, c.word), r), default=""))
-        for c in req.clauses if isinstance(c, TextReq)
-    )
+    reads = tuple(TextRead(c.word, _closest_read(c.word, det)) for c in req.clauses if isinstance(c, TextReq))
     return Verdict(caption or "", category_of(req), not reasons, tuple(reasons), reads)
 
 

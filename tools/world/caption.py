@@ -175,10 +175,9 @@ class _Reader:
 
 def _object_np(r: _Reader) -> ObjectReq:
     r.take(("a", "an"), "'a'")
-    size = None
-    if r.peek() in SIZES:
-        size = r.take(SIZES, "a size")
-    colour = r.take(COLOURS, "a size or colour" if size is None else "a colour")
+    size, colour = None, r.take(SIZES + tuple(COLOURS), "a size or colour")
+    if colour in SIZES:
+        size, colour = colour, r.take(COLOURS, "a colour")
     shape = r.take(SHAPES, "a shape")
     return ObjectReq(colour=colour, shape=shape, size=size)
 

@@ -208,7 +208,8 @@ def _clauses(rng: random.Random, category: str, opts: SamplingOptions) -> tuple[
         return (a, b)
     if category == "colour_attribution":
         a = ObjectReq(rng.choice(tuple(COLOURS)), rng.choice(SHAPES))
-        b = ObjectReq(rng.choice([c for c in COLOURS if c != a.colour]), rng.choice([s for s in SHAPES if s != a.shape]))
+        b = ObjectReq(rng.choice([c for c in COLOURS if c != a.colour]),
+                      rng.choice([s for s in SHAPES if s != a.shape]))
         return (a, b)
     if category == "relation":
         a = _object(rng, p_size=0.2)
