@@ -93,6 +93,12 @@ BAD = [
     (["score", "--images", "{tmp}"], "--prompts is required"),
     (["score", "--validate", "--num", "0"], "integer >= 1, got 0"),
     (["bench", "data", "--num", "3"], "integer >= 10, got 3"),
+    (["train", "vq", "--data", "{tmp}/nowhere", "--out", "{tmp}/o"], "folder '{tmp}/nowhere' does not exist"),
+    (["train", "vq", "--preset", "huge", "--data", "{tmp}", "--out", "{tmp}/o"], "VQ preset must be one of"),
+    (["train", "vq", "--data", "{tmp}", "--out", "{tmp}/o"], "train.json is missing"),
+    (["eval", "vq", "--checkpoint", "{tmp}/nowhere"], "does not exist"),
+    (["eval", "vq", "--checkpoint", "{tmp}"], "has no config.json"),
+    (["eval", "vq", "--checkpoint", "{tmp}", "--num", "0"], "integer >= 1, got 0"),
     (["fly"], "invalid choice: 'fly'"),
 ]
 
@@ -104,7 +110,7 @@ def test_bad_arguments_give_one_line_exit_2_and_no_file(capsys, tmp_path, argv, 
     before = set(tmp_path.rglob("*"))
     code, stdout, stderr = run(capsys, *[a.format(tmp=tmp_path) for a in argv])
     assert code == 2
-    assert named in stderr, stderr
+    assert named.format(tmp=tmp_path) in stderr, stderr
     assert stderr.count("\n") == 1 and "Traceback" not in stderr and stderr.startswith("t2i")
     assert set(tmp_path.rglob("*")) == before
 

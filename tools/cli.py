@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import sys
 from pathlib import Path
@@ -179,6 +180,43 @@ def cmd_bench_data(args) -> None:
     _print_json(bench_data(args.num, args.sizes))
 
 
+def cmd_train_vq(args) -> None:
+    from tools.vq_eval import load_images
+    from vq.config import VQPreset
+    from vq.train import train_vq
+
+    preset = VQPreset.from_name(args.preset)
+    images = load_images(args.data, "train", preset.train.num_train)
+    if images.shape[-1] != preset.model.image_size:
+        raise UsageError(f"--data: images are {images.shape[-1]} px but preset {args.preset!r} expects "
+                         f"{preset.model.image_size} px (make the data with the same --preset)")
+    model_dir = train_vq(preset, images, args.out, max_minutes=args.max_minutes, resume=args.resume)
+    _print_json({"model": str(model_dir)})
+
+
+def cmd_eval_vq(args) -> None:
+    from vq.atomic import atomic_path, write_text
+    from vq.model import VQModel
+
+    from tools.vq_eval import evaluate_vq
+
+    model = VQModel.from_pretrained(args.checkpoint)
+    if args.size is not None and args.size != model.config.image_size:
+        raise UsageError(f"--size: the tokenizer in {str(args.checkpoint)!r} takes {model.config.image_size} px "
+                         f"images, got {args.size}")
+    torch_threads = os.cpu_count() or 1
+    report, grid = evaluate_vq(model, args.num, seed=args.seed, workers=args.workers,
+                               max_word_len=4 if model.config.image_size < 128 else 6)
+    report["threads"] = torch_threads
+    grid_path = args.grid or args.checkpoint / "reconstructions.png"
+    with atomic_path(grid_path) as tmp:
+        grid.save(tmp, format="PNG")
+    report["comparison_grid"] = str(grid_path)
+    if args.out:
+        write_text(args.out, json.dumps(report, indent=2))
+    _print_json(report)
+
+
 # --- parser --------------------------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -238,6 +276,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="with --validate: scene seed")
     p.add_argument("--workers", type=_int_at_least(1), help="with --validate: processes (default: all cores)")
     p.set_defaults(func=cmd_score)
+
+    train = sub.add_parser("train", help="train a model", description="Train a model (through accelerate).")
+    train_sub = train.add_subparsers(dest="train_command", required=True, parser_class=_Parser, metavar="MODEL")
+    p = train_sub.add_parser("vq", help="train the VQ image tokenizer",
+                             description="Train the VQ tokenizer on the train shards of --data. Writes OUT/checkpoint."
+                                         "safetensors every few hundred steps (atomically), OUT/metrics.jsonl and, at "
+                                         "the end, OUT/model (config.json + model.safetensors). Run it under "
+                                         "'accelerate launch' for several processes.")
+    p.add_argument("--preset", default="tiny", help="preset in configs/vq (default: tiny)")
+    p.add_argument("--data", type=_existing_dir, required=True, help="folder made by 't2i data make'")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--max-minutes", type=float, help="stop (and write the model) after this many minutes")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.safetensors")
+    p.set_defaults(func=cmd_train_vq)
+
+    evaluate = sub.add_parser("eval", help="evaluate a model", description="Evaluate a trained model; prints JSON.")
+    eval_sub = evaluate.add_subparsers(dest="eval_command", required=True, parser_class=_Parser, metavar="MODEL")
+    p = eval_sub.add_parser("vq", help="evaluate the VQ tokenizer on fresh scenes",
+                            description="Encode and decode NUM fresh scenes: PSNR, codebook usage and perplexity, "
+                                        "tokens per image, and the judge's pass rate per category on the "
+                                        "reconstructions next to the originals. Writes an original | "
+                                        "reconstruction PNG grid.")
+    p.add_argument("--checkpoint", type=_existing_dir, required=True, help="a folder written by save_pretrained")
+    p.add_argument("--num", type=_int_at_least(1), default=500, help="scenes (default: 500)")
+    p.add_argument("--size", type=_int_at_least(48), help="image size; must match the tokenizer's")
+    p.add_argument("--seed", type=int, default=0, help="scene seed (default: 0)")
+    p.add_argument("--workers", type=_int_at_least(1), help="judge processes (default: all cores)")
+    p.add_argument("--out", type=_output_file(".json"), help="also write the JSON here")
+    p.add_argument("--grid", type=_output_file(".png"), help="comparison grid (default: CHECKPOINT/reconstructions.png)")
+    p.set_defaults(func=cmd_eval_vq)
 
     bench = sub.add_parser("bench", help="benchmarks (print JSON)", description="Benchmarks that print JSON.")
     bench_sub = bench.add_subparsers(dest="bench_command", required=True, parser_class=_Parser, metavar="WHAT")

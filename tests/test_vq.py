@@ -1,0 +1,172 @@
+import json
+
+import pytest
+import torch
+
+from vq.config import VQConfig, VQPreset, VQTrainConfig
+from vq.model import VQModel
+from vq.serialization import CheckpointError
+from vq.stats import codebook_stats
+from vq.train import batch_indices, train_vq
+
+TINY = dict(image_size=16, base_channels=8, channel_mult=(1, 2, 2), latent_dim=16, codebook_size=64,
+            codebook_dim=4, kmeans_init=False)
+
+
+def model(**overrides) -> VQModel:
+    torch.manual_seed(0)
+    return VQModel(VQConfig(**{**TINY, **overrides})).eval()
+
+
+@pytest.mark.parametrize("quantizer", ["vq", "fsq"])
+def test_shapes_and_decode_ids_equals_quantized_forward(quantizer):
+    m = model(quantizer=quantizer, fsq_levels=(4, 4, 4))
+    x = torch.rand(3, 3, 16, 16)
+    ids = m.encode(x)
+    assert ids.shape == (3, 4, 4) and ids.dtype == torch.int64
+    assert 0 <= ids.min() and ids.max() < m.config.vocab_size
+    out = m(x)
+    assert torch.equal(out.ids, ids)
+    assert torch.allclose(m.quantizer.codes_from_ids(ids), out.quantized, atol=1e-6)
+    y = m.decode_ids(ids)
+    assert y.shape == x.shape and torch.isfinite(y).all()
+    assert torch.allclose(y, out.images.clamp(0, 1), atol=1e-6)
+
+
+@pytest.mark.parametrize("channel_mult, grid", [((1, 2, 2), 4), ((1, 2, 2, 2), 2), ((1, 1, 2, 2, 2), 1)])
+def test_downsampling_factors(channel_mult, grid):
+    m = model(channel_mult=channel_mult)
+    assert m.encode(torch.rand(1, 3, 16, 16)).shape == (1, grid, grid)
+
+
+def test_save_load_round_trip(tmp_path):
+    m = model()
+    m.train()
+    m(torch.rand(4, 3, 16, 16))  # moves the EMA codebook, so the buffers must round-trip too
+    m.eval()
+    m.save_pretrained(tmp_path)
+    loaded = VQModel.from_pretrained(tmp_path)
+    assert loaded.config == m.config
+    for (k, a), (k2, b) in zip(m.state_dict().items(), loaded.state_dict().items()):
+        assert k == k2 and torch.equal(a, b), k
+    x = torch.rand(2, 3, 16, 16)
+    assert torch.equal(m.encode(x), loaded.encode(x))
+    assert torch.equal(m.decode_ids(m.encode(x)), loaded.decode_ids(m.encode(x)))
+
+
+def test_fp16_save_loads_into_float32(tmp_path):
+    m = model()
+    m.save_pretrained(tmp_path, dtype=torch.float16)
+    loaded = VQModel.from_pretrained(tmp_path)
+    assert next(loaded.parameters()).dtype == torch.float32
+    assert (tmp_path / "model.safetensors").stat().st_size < 0.6 * sum(p.numel() * 4 for p in m.parameters())
+
+
+def test_overfits_one_batch():
+    torch.manual_seed(0)
+    m = VQModel(VQConfig(**{**TINY, "kmeans_init": True}))
+    x = torch.zeros(4, 3, 16, 16)
+    x[:, 0, 4:12, 4:12] = 1.0  # a red square, and variations of it
+    x[1, 1] = 0.5
+    x[2, :, :8] = 1.0
+    opt = torch.optim.Adam(m.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(150):
+        out = m(x)
+        loss = torch.nn.functional.mse_loss(out.images, x) + out.commit_loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] / 10, (losses[0], losses[-1])
+
+
+def test_resumed_run_repeats_the_uninterrupted_losses(tmp_path):
+    images = (torch.rand(40, 3, 16, 16) * 255).to(torch.uint8)
+    preset = VQPreset(VQConfig(**TINY), VQTrainConfig(batch_size=8, max_steps=6, warmup_steps=2, log_every=1,
+                                                      checkpoint_every=3))
+    train_vq(preset, images, tmp_path / "a", progress=False)
+    train_vq(preset, images, tmp_path / "b", progress=False, stop_after=4)  # "killed" after step 4
+    train_vq(preset, images, tmp_path / "b", progress=False, resume=True)  # resumes from the step-3 checkpoint
+    a = {r["step"]: r["loss"] for r in map(json.loads, (tmp_path / "a" / "metrics.jsonl").read_text().splitlines())}
+    b = [json.loads(line) for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in b] == [1, 2, 3, 4, 4, 5, 6]
+    assert all(r["loss"] == a[r["step"]] for r in b)
+    with pytest.raises(ValueError, match="--resume"):
+        train_vq(preset, images, tmp_path / "a", progress=False)
+
+
+def test_batch_order_is_a_seeded_permutation_per_epoch():
+    first_epoch = torch.cat([batch_indices(0, s, 10, 5) for s in range(2)])
+    assert sorted(first_epoch.tolist()) == list(range(10))
+    assert torch.equal(batch_indices(0, 3, 10, 5), batch_indices(0, 3, 10, 5))
+    assert not torch.equal(batch_indices(0, 0, 10, 5), batch_indices(1, 0, 10, 5))
+
+
+def test_codebook_stats():
+    stats = codebook_stats(torch.tensor([5, 5, 0, 0]))
+    assert stats["usage"] == 0.5 and abs(stats["perplexity"] - 2.0) < 1e-9
+
+
+@pytest.mark.parametrize("bad, match", [
+    (torch.rand(2, 3, 32, 32), r"shape \(B, 3, 16, 16\), got \(2, 3, 32, 32\)"),
+    (torch.rand(2, 1, 16, 16), r"shape \(B, 3, 16, 16\), got \(2, 1, 16, 16\)"),
+    (torch.rand(3, 16, 16), r"got \(3, 16, 16\)"),
+    (torch.rand(2, 3, 16, 16) * 255, r"\[0, 1\], got values in"),
+    (torch.rand(2, 3, 16, 16) - 0.5, r"\[0, 1\], got values in"),
+    ((torch.rand(2, 3, 16, 16) * 255).to(torch.uint8), "floating point"),
+])
+def test_bad_images(bad, match):
+    with pytest.raises(ValueError, match=match):
+        model().encode(bad)
+
+
+@pytest.mark.parametrize("bad, match", [
+    (torch.full((1, 4, 4), 64), r"ids must be in \[0, 63\]"),
+    (torch.full((1, 4, 4), -1), r"ids must be in \[0, 63\]"),
+    (torch.zeros(1, 8, 8, dtype=torch.long), r"shape \(B, 4, 4\), got \(1, 8, 8\)"),
+    (torch.zeros(1, 4, 4), "integer tensor"),
+])
+def test_bad_ids(bad, match):
+    with pytest.raises(ValueError, match=match):
+        model().decode_ids(bad)
+
+
+def test_bad_checkpoint_folders(tmp_path):
+    m = model()
+    with pytest.raises(CheckpointError, match="does not exist"):
+        VQModel.from_pretrained(tmp_path / "nowhere")
+    m.save_pretrained(tmp_path / "ok")
+    for name in ("config.json", "model.safetensors"):
+        broken = tmp_path / f"no-{name}"
+        m.save_pretrained(broken)
+        (broken / name).unlink()
+        with pytest.raises(CheckpointError, match=f"has no {name}"):
+            VQModel.from_pretrained(broken)
+    truncated = tmp_path / "truncated"
+    m.save_pretrained(truncated)
+    data = (truncated / "model.safetensors").read_bytes()
+    (truncated / "model.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="not a readable safetensors file"):
+        VQModel.from_pretrained(truncated)
+    mismatched = tmp_path / "mismatched"
+    m.save_pretrained(mismatched)
+    config = json.loads((mismatched / "config.json").read_text())
+    (mismatched / "config.json").write_text(json.dumps({**config, "base_channels": 16}))
+    with pytest.raises(CheckpointError, match="does not fit"):
+        VQModel.from_pretrained(mismatched)
+    (mismatched / "config.json").write_text(json.dumps({**config, "colour": 1}))
+    with pytest.raises(CheckpointError, match="unknown VQConfig keys"):
+        VQModel.from_pretrained(mismatched)
+    (mismatched / "config.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="not a valid VQConfig"):
+        VQModel.from_pretrained(mismatched)
+
+
+def test_bad_configs():
+    with pytest.raises(ValueError, match="channel_mult must have 3, 4 or 5 entries"):
+        VQConfig(channel_mult=(1, 2))
+    with pytest.raises(ValueError, match="quantizer must be one of"):
+        VQConfig(quantizer="rvq")
+    with pytest.raises(ValueError, match="VQ preset must be one of"):
+        VQPreset.from_name("huge")

@@ -1,0 +1,98 @@
+"""Evaluate a VQ tokenizer on fresh scenes: PSNR, codebook usage and perplexity, and the judge on
+reconstructions next to the judge on the originals, per category. Also draws an original | reconstruction grid."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ProcessPoolExecutor
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+from tools.judge.verdict import score
+from tools.shards import scene_seed
+from tools.world import CATEGORIES, SamplingOptions, caption, render, sample_scene
+from vq.model import VQModel
+from vq.stats import code_histogram, codebook_stats
+
+
+def load_images(data_dir, split: str, num: int) -> torch.Tensor:
+    """Up to ``num`` images of a shard split as one uint8 (N, 3, S, S) tensor (the tiny preset fits in memory)."""
+    from tools.shards import load_shards
+
+    images = []
+    for sample in tqdm(load_shards(data_dir, split), desc="reading shards", unit="image", total=num):
+        images.append((sample["image"] * 255).round().to(torch.uint8))
+        if len(images) >= num:
+            break
+    if not images:
+        raise ValueError(f"no images in the {split} shards of {str(data_dir)!r}")
+    return torch.stack(images)
+
+
+def _judge(pair: tuple[np.ndarray, str]) -> bool:
+    return score(pair[0], pair[1]).passed
+
+
+def _to_array(images: torch.Tensor) -> list[np.ndarray]:
+    return list((images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy())
+
+
+def evaluate_vq(model: VQModel, num: int, seed: int = 0, batch_size: int = 50, workers: int | None = None,
+                max_word_len: int = 4, progress: bool = True) -> tuple[dict, Image.Image]:
+    size = model.config.image_size
+    opts = SamplingOptions(words="train", max_word_len=max_word_len)
+    counts = torch.zeros(model.config.vocab_size, dtype=torch.long)
+    psnrs, originals, recons, captions, categories = [], [], [], [], []
+    for start in tqdm(range(0, num, batch_size), desc="encode/decode", disable=not progress):
+        scenes = [sample_scene(scene_seed(seed, "eval-vq", i)) for i in range(start, min(start + batch_size, num))]
+        x = torch.stack([torch.from_numpy(np.asarray(render(s, size))).permute(2, 0, 1) for s in scenes]).float() / 255
+        ids = model.encode(x)
+        y = model.decode_ids(ids)
+        counts += code_histogram(ids.cpu(), model.config.vocab_size)
+        mse = ((y - x) ** 2).flatten(1).mean(1).clamp(min=1e-10)
+        psnrs += (10 * torch.log10(1 / mse)).tolist()
+        originals += _to_array(x)
+        recons += _to_array(y)
+        captions += [caption(s) for s in scenes]
+        categories += [s.category for s in scenes]
+    os.environ.setdefault("OMP_THREAD_LIMIT", "1")
+    with ProcessPoolExecutor(workers or os.cpu_count() or 1) as pool:
+        judged = list(tqdm(pool.map(_judge, list(zip(originals + recons, captions + captions)), chunksize=16),
+                           total=2 * num, desc="judging", disable=not progress))
+    orig_pass, recon_pass = judged[:num], judged[num:]
+    per_category = {}
+    for cat in CATEGORIES:
+        idx = [i for i, c in enumerate(categories) if c == cat]
+        if not idx:
+            continue
+        o = sum(orig_pass[i] for i in idx) / len(idx)
+        r = sum(recon_pass[i] for i in idx) / len(idx)
+        per_category[cat] = {"n": len(idx), "originals": o, "reconstructions": r,
+                             "ratio": r / o if o else None}
+    report = {
+        "num_images": num,
+        "image_size": size,
+        "grid": f"{model.config.grid_size}x{model.config.grid_size}",
+        "tokens_per_image": model.config.grid_size ** 2,
+        "psnr": float(np.mean(psnrs)),
+        **{f"codebook_{k}": v for k, v in codebook_stats(counts).items()},
+        "codebook_size": model.config.vocab_size,
+        "judge": per_category,
+        "min_ratio": min(v["ratio"] for v in per_category.values() if v["ratio"] is not None),
+    }
+    return report, comparison_grid(originals[:16], recons[:16])
+
+
+def comparison_grid(originals: list[np.ndarray], recons: list[np.ndarray], scale: int = 2) -> Image.Image:
+    """Pairs side by side, original | reconstruction, four pairs a row."""
+    size = originals[0].shape[0] * scale
+    cols, rows = 4, (len(originals) + 3) // 4
+    grid = Image.new("RGB", (cols * (2 * size + 8), rows * (size + 8)), (200, 200, 200))
+    for i, (o, r) in enumerate(zip(originals, recons)):
+        x, y = (i % cols) * (2 * size + 8), (i // cols) * (size + 8)
+        grid.paste(Image.fromarray(o).resize((size, size), Image.NEAREST), (x, y))
+        grid.paste(Image.fromarray(r).resize((size, size), Image.NEAREST), (x + size, y))
+    return grid

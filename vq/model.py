@@ -1,0 +1,72 @@
+"""``VQModel``: images <-> token ids. Images are float (B, 3, S, S) in [0, 1]; ids are int64 (B, h, w)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .config import VQConfig
+from .decoder import Decoder
+from .encoder import Encoder
+from .quantizer import Quantizer
+from .serialization import PretrainedMixin
+
+
+@dataclass
+class VQOutput:
+    images: torch.Tensor  # (B, 3, S, S) reconstructions, in [0, 1] up to the decoder's overshoot
+    ids: torch.Tensor  # (B, h, w) int64
+    quantized: torch.Tensor  # (B, D, h, w)
+    commit_loss: torch.Tensor  # scalar
+
+
+class VQModel(nn.Module, PretrainedMixin):
+    config_class = VQConfig
+
+    def __init__(self, config: VQConfig):
+        super().__init__()
+        self.config = config
+        args = (config.channels, config.base_channels, config.channel_mult, config.num_res_blocks, config.latent_dim)
+        self.encoder = Encoder(*args)
+        self.quantizer = Quantizer(config)
+        self.decoder = Decoder(*args)
+
+    def check_images(self, images: torch.Tensor) -> None:
+        c, s = self.config.channels, self.config.image_size
+        if not isinstance(images, torch.Tensor):
+            raise ValueError(f"images must be a torch.Tensor of shape (B, {c}, {s}, {s}), got {type(images).__name__}")
+        if images.ndim != 4 or tuple(images.shape[1:]) != (c, s, s):
+            raise ValueError(f"images must have shape (B, {c}, {s}, {s}), got {tuple(images.shape)}")
+        if not images.is_floating_point():
+            raise ValueError(f"images must be floating point in [0, 1], got dtype {images.dtype}")
+        lo, hi = images.min().item(), images.max().item()
+        if lo < 0 or hi > 1:
+            raise ValueError(f"images must lie in [0, 1], got values in [{lo:.3g}, {hi:.3g}]")
+
+    def check_ids(self, ids: torch.Tensor) -> None:
+        g, v = self.config.grid_size, self.config.vocab_size
+        if not isinstance(ids, torch.Tensor) or ids.dtype not in (torch.int64, torch.int32):
+            raise ValueError(f"ids must be an integer tensor of shape (B, {g}, {g}), got {getattr(ids, 'dtype', type(ids))}")
+        if ids.ndim != 3 or tuple(ids.shape[1:]) != (g, g):
+            raise ValueError(f"ids must have shape (B, {g}, {g}), got {tuple(ids.shape)}")
+        if ids.numel() and (ids.min() < 0 or ids.max() >= v):
+            raise ValueError(f"ids must be in [0, {v - 1}] (codebook size {v}), got [{ids.min()}, {ids.max()}]")
+
+    def forward(self, images: torch.Tensor) -> VQOutput:
+        self.check_images(images)
+        quantized, ids, commit = self.quantizer(self.encoder(images * 2 - 1))
+        return VQOutput((self.decoder(quantized) + 1) / 2, ids, quantized, commit)
+
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """images (B, 3, S, S) in [0, 1] -> ids (B, h, w)."""
+        self.check_images(images)
+        return self.quantizer(self.encoder(images * 2 - 1))[1]
+
+    @torch.no_grad()
+    def decode_ids(self, ids: torch.Tensor) -> torch.Tensor:
+        """ids (B, h, w) -> images (B, 3, S, S) clamped to [0, 1]."""
+        self.check_ids(ids)
+        return ((self.decoder(self.quantizer.codes_from_ids(ids.long())) + 1) / 2).clamp(0, 1)

@@ -1,0 +1,126 @@
+"""Train the tokenizer with ``accelerate``: one process here, DDP under ``accelerate launch``.
+
+Resumable to the step: the batch at step ``t`` is a pure function of (seed, t) (a fresh permutation of the
+data each epoch), and the checkpoint holds model, optimizer and RNG state, so a run killed with SIGKILL and
+resumed continues with the same batches and the same losses as one that never stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from tqdm.auto import tqdm
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import VQPreset
+from .loss import vq_loss
+from .model import VQModel
+from .stats import code_histogram, codebook_stats
+
+logger = logging.getLogger(__name__)
+CHECKPOINT_NAME = "checkpoint.safetensors"
+
+
+def batch_indices(seed: int, step: int, num: int, batch_size: int) -> torch.Tensor:
+    """Indices of the global batch at ``step``: the data in a seeded random order, reshuffled every epoch."""
+    positions = torch.arange(step * batch_size, (step + 1) * batch_size)
+    epochs, offsets = positions // num, positions % num
+    out = torch.empty(batch_size, dtype=torch.long)
+    for epoch in epochs.unique().tolist():
+        perm = torch.randperm(num, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+        mask = epochs == epoch
+        out[mask] = perm[offsets[mask]]
+    return out
+
+
+def learning_rate(step: int, base: float, warmup: int, total: int) -> float:
+    """Linear warm-up, then cosine decay to 10% of ``base``."""
+    if step < warmup:
+        return base * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def train_vq(preset: VQPreset, images: torch.Tensor, out_dir: str | Path, max_minutes: float | None = None,
+             resume: bool = False, stop_after: int | None = None, progress: bool = True) -> Path:
+    """Train on ``images`` (uint8 (N, 3, S, S)); writes ``out_dir/model`` and returns its path.
+
+    ``stop_after`` ends the run after that many steps as if it had been killed (after its checkpoint, if due).
+    """
+    model_cfg, cfg = preset.model, preset.train
+    if images.dtype != torch.uint8 or images.ndim != 4 or tuple(images.shape[1:]) != (3, model_cfg.image_size,
+                                                                                         model_cfg.image_size):
+        raise ValueError(f"images must be uint8 (N, 3, {model_cfg.image_size}, {model_cfg.image_size}), got "
+                         f"{images.dtype} {tuple(images.shape)}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out_dir / CHECKPOINT_NAME
+    if ckpt_path.exists() and not resume:
+        raise ValueError(f"{ckpt_path} exists: pass resume=True (--resume) to continue it, or choose another --out")
+
+    accelerator = Accelerator()
+    set_seed(cfg.seed)  # model initialisation; the data order has its own generator
+    model = VQModel(model_cfg)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    step = 0
+    if resume and ckpt_path.exists():
+        step = load_checkpoint(ckpt_path, model, optimizer)["step"]
+        logger.info("resumed from %s at step %d", ckpt_path, step)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    (out_dir / "preset.json").write_text(json.dumps({"model": model_cfg.to_dict(), "train": asdict(cfg)}, indent=2))
+
+    rank, world = accelerator.process_index, accelerator.num_processes
+    if cfg.batch_size % world:
+        raise ValueError(f"batch_size {cfg.batch_size} must be divisible by the {world} processes")
+    metrics_file = out_dir / "metrics.jsonl"
+    counts = torch.zeros(model_cfg.vocab_size, dtype=torch.long)
+    start, seen = time.monotonic(), 0
+    bar = tqdm(total=cfg.max_steps, initial=step, desc="train vq", disable=not progress or not accelerator.is_main_process)
+    model.train()
+    while step < cfg.max_steps:
+        if max_minutes is not None and time.monotonic() - start > max_minutes * 60:
+            break
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(step, cfg.lr, cfg.warmup_steps, cfg.max_steps)
+        idx = batch_indices(cfg.seed, step, len(images), cfg.batch_size)[rank::world]
+        x = images[idx].to(accelerator.device).float().div(255)
+        out = model(x)
+        loss, parts = vq_loss(out.images, x, out.commit_loss, cfg.l1_weight, cfg.l2_weight)
+        optimizer.zero_grad(set_to_none=True)
+        accelerator.backward(loss)
+        accelerator.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        step += 1
+        seen += len(idx) * world
+        counts += code_histogram(out.ids.detach().cpu(), model_cfg.vocab_size)
+        if step % cfg.log_every == 0 or step == cfg.max_steps:
+            stats = codebook_stats(counts)
+            record = {"step": step, "loss": loss.item(), **parts, "usage": stats["usage"],
+                      "images_per_s": seen / (time.monotonic() - start)}
+            counts.zero_()
+            if accelerator.is_main_process:
+                with metrics_file.open("a") as f:
+                    f.write(json.dumps(record) + "\n")
+            bar.set_postfix(loss=f"{record['loss']:.4f}", usage=f"{record['usage']:.2f}",
+                            img_s=f"{record['images_per_s']:.0f}")
+        bar.update()
+        if step % cfg.checkpoint_every == 0 and accelerator.is_main_process:
+            save_checkpoint(ckpt_path, accelerator.unwrap_model(model), optimizer, step)
+        if stop_after is not None and step >= stop_after:
+            bar.close()
+            return out_dir / "model"
+    bar.close()
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        save_checkpoint(ckpt_path, accelerator.unwrap_model(model), optimizer, step)
+        accelerator.unwrap_model(model).save_pretrained(out_dir / "model")
+    accelerator.wait_for_everyone()
+    return out_dir / "model"
