@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import sys
 from pathlib import Path
@@ -185,7 +184,12 @@ def cmd_train_vq(args) -> None:
     from vq.config import VQPreset
     from vq.train import train_vq
 
-    preset = VQPreset.from_name(args.preset)
+    if args.preset.endswith(".json"):
+        if not Path(args.preset).is_file():
+            raise UsageError(f"--preset: file {args.preset!r} does not exist")
+        preset = VQPreset.from_json(args.preset)
+    else:
+        preset = VQPreset.from_name(args.preset)
     images = load_images(args.data, "train", preset.train.num_train)
     if images.shape[-1] != preset.model.image_size:
         raise UsageError(f"--data: images are {images.shape[-1]} px but preset {args.preset!r} expects "
@@ -204,11 +208,9 @@ def cmd_eval_vq(args) -> None:
     if args.size is not None and args.size != model.config.image_size:
         raise UsageError(f"--size: the tokenizer in {str(args.checkpoint)!r} takes {model.config.image_size} px "
                          f"images, got {args.size}")
-    torch_threads = os.cpu_count() or 1
     report, grid = evaluate_vq(model, args.num, seed=args.seed, workers=args.workers,
                                max_word_len=4 if model.config.image_size < 128 else 6)
-    report["threads"] = torch_threads
-    grid_path = args.grid or args.checkpoint / "reconstructions.png"
+    grid_path = args.grid or Path("vq_reconstructions.png")
     with atomic_path(grid_path) as tmp:
         grid.save(tmp, format="PNG")
     report["comparison_grid"] = str(grid_path)
@@ -284,7 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
                                          "safetensors every few hundred steps (atomically), OUT/metrics.jsonl and, at "
                                          "the end, OUT/model (config.json + model.safetensors). Run it under "
                                          "'accelerate launch' for several processes.")
-    p.add_argument("--preset", default="tiny", help="preset in configs/vq (default: tiny)")
+    p.add_argument("--preset", default="tiny",
+                   help="a preset name from configs/vq (tiny, tiny-f8, ...) or a JSON file of the same form")
     p.add_argument("--data", type=_existing_dir, required=True, help="folder made by 't2i data make'")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--max-minutes", type=float, help="stop (and write the model) after this many minutes")
@@ -304,7 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="scene seed (default: 0)")
     p.add_argument("--workers", type=_int_at_least(1), help="judge processes (default: all cores)")
     p.add_argument("--out", type=_output_file(".json"), help="also write the JSON here")
-    p.add_argument("--grid", type=_output_file(".png"), help="comparison grid (default: CHECKPOINT/reconstructions.png)")
+    p.add_argument("--grid", type=_output_file(".png"),
+                   help="original | reconstruction grid (default: ./vq_reconstructions.png)")
     p.set_defaults(func=cmd_eval_vq)
 
     bench = sub.add_parser("bench", help="benchmarks (print JSON)", description="Benchmarks that print JSON.")

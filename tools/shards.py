@@ -91,18 +91,24 @@ def _to_sample(sample: dict) -> dict:
     }
 
 
-def load_shards(data_dir: str | Path, split: str = "train", shuffle_buffer: int = 0, seed: int = 0) -> wds.WebDataset:
+def _every_shard(urls):
+    yield from urls
+
+
+def load_shards(data_dir: str | Path, split: str = "train", shuffle_buffer: int = 0, seed: int = 0,
+                split_by_node: bool = True) -> wds.WebDataset:
     """Stream the samples of a split: dicts with ``image`` (3, H, W) float in [0, 1], ``caption``, ``scene``.
 
     With ``shuffle_buffer`` > 0, shards and samples are shuffled deterministically from ``seed``. Under
-    several processes (``accelerate launch``) each rank reads its own shards.
+    several processes (``accelerate launch``) each rank reads its own shards, unless ``split_by_node`` is False
+    (for a trainer that holds the whole data set and splits each batch itself).
     """
     manifest = read_manifest(data_dir, split)
     urls = [str(Path(data_dir) / name) for name in manifest["shards"]]
     shuffle = shuffle_buffer > 0
     dataset = wds.WebDataset(
         urls, shardshuffle=len(urls) if shuffle else False, detshuffle=True, seed=seed,
-        nodesplitter=wds.split_by_node, empty_check=False,
+        nodesplitter=wds.split_by_node if split_by_node else _every_shard, empty_check=False,
     )
     if shuffle:
         dataset = dataset.shuffle(shuffle_buffer, rng=random.Random(seed))

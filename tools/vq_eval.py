@@ -23,7 +23,9 @@ def load_images(data_dir, split: str, num: int) -> torch.Tensor:
     from tools.shards import load_shards
 
     images = []
-    for sample in tqdm(load_shards(data_dir, split), desc="reading shards", unit="image", total=num):
+    # Every process reads all of it: the trainer gives each process its share of every batch.
+    shards = load_shards(data_dir, split, split_by_node=False)
+    for sample in tqdm(shards, desc="reading shards", unit="image", total=num):
         images.append((sample["image"] * 255).round().to(torch.uint8))
         if len(images) >= num:
             break
@@ -47,7 +49,8 @@ def evaluate_vq(model: VQModel, num: int, seed: int = 0, batch_size: int = 50, w
     counts = torch.zeros(model.config.vocab_size, dtype=torch.long)
     psnrs, originals, recons, captions, categories = [], [], [], [], []
     for start in tqdm(range(0, num, batch_size), desc="encode/decode", disable=not progress):
-        scenes = [sample_scene(scene_seed(seed, "eval-vq", i)) for i in range(start, min(start + batch_size, num))]
+        scenes = [sample_scene(scene_seed(seed, "eval-vq", i), "mixed", opts)
+                  for i in range(start, min(start + batch_size, num))]
         x = torch.stack([torch.from_numpy(np.asarray(render(s, size))).permute(2, 0, 1) for s in scenes]).float() / 255
         ids = model.encode(x)
         y = model.decode_ids(ids)

@@ -48,7 +48,8 @@ class VQModel(nn.Module, PretrainedMixin):
     def check_ids(self, ids: torch.Tensor) -> None:
         g, v = self.config.grid_size, self.config.vocab_size
         if not isinstance(ids, torch.Tensor) or ids.dtype not in (torch.int64, torch.int32):
-            raise ValueError(f"ids must be an integer tensor of shape (B, {g}, {g}), got {getattr(ids, 'dtype', type(ids))}")
+            got = getattr(ids, "dtype", type(ids).__name__)
+            raise ValueError(f"ids must be an integer tensor of shape (B, {g}, {g}), got {got}")
         if ids.ndim != 3 or tuple(ids.shape[1:]) != (g, g):
             raise ValueError(f"ids must have shape (B, {g}, {g}), got {tuple(ids.shape)}")
         if ids.numel() and (ids.min() < 0 or ids.max() >= v):

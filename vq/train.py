@@ -7,6 +7,7 @@ resumed continues with the same batches and the same losses as one that never st
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -19,6 +20,7 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
+from .atomic import write_text
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import VQPreset
 from .loss import vq_loss
@@ -39,6 +41,14 @@ def batch_indices(seed: int, step: int, num: int, batch_size: int) -> torch.Tens
         mask = epochs == epoch
         out[mask] = perm[offsets[mask]]
     return out
+
+
+def state_digest(model: torch.nn.Module) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def learning_rate(step: int, base: float, warmup: int, total: int) -> float:
@@ -66,7 +76,9 @@ def train_vq(preset: VQPreset, images: torch.Tensor, out_dir: str | Path, max_mi
     if ckpt_path.exists() and not resume:
         raise ValueError(f"{ckpt_path} exists: pass resume=True (--resume) to continue it, or choose another --out")
 
-    accelerator = Accelerator()
+    # Without a GPU, ask for the CPU explicitly: only then do processes started by torchrun (what
+    # `accelerate launch --multi_gpu` runs) join one gloo group instead of each training alone.
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
     set_seed(cfg.seed)  # model initialisation; the data order has its own generator
     model = VQModel(model_cfg)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
@@ -75,7 +87,8 @@ def train_vq(preset: VQPreset, images: torch.Tensor, out_dir: str | Path, max_mi
         step = load_checkpoint(ckpt_path, model, optimizer)["step"]
         logger.info("resumed from %s at step %d", ckpt_path, step)
     model, optimizer = accelerator.prepare(model, optimizer)
-    (out_dir / "preset.json").write_text(json.dumps({"model": model_cfg.to_dict(), "train": asdict(cfg)}, indent=2))
+    if accelerator.is_main_process:
+        write_text(out_dir / "preset.json", json.dumps({"model": model_cfg.to_dict(), "train": asdict(cfg)}, indent=2))
 
     rank, world = accelerator.process_index, accelerator.num_processes
     if cfg.batch_size % world:
@@ -83,7 +96,8 @@ def train_vq(preset: VQPreset, images: torch.Tensor, out_dir: str | Path, max_mi
     metrics_file = out_dir / "metrics.jsonl"
     counts = torch.zeros(model_cfg.vocab_size, dtype=torch.long)
     start, seen = time.monotonic(), 0
-    bar = tqdm(total=cfg.max_steps, initial=step, desc="train vq", disable=not progress or not accelerator.is_main_process)
+    bar = tqdm(total=cfg.max_steps, initial=step, desc="train vq",
+               disable=not progress or not accelerator.is_main_process)
     model.train()
     while step < cfg.max_steps:
         if max_minutes is not None and time.monotonic() - start > max_minutes * 60:
@@ -118,6 +132,8 @@ def train_vq(preset: VQPreset, images: torch.Tensor, out_dir: str | Path, max_mi
             bar.close()
             return out_dir / "model"
     bar.close()
+    # Each process records a digest of its replica (weights and EMA codebook), so a run can prove they agree.
+    (out_dir / f"weights-rank{rank}.sha256").write_text(state_digest(accelerator.unwrap_model(model)))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         save_checkpoint(ckpt_path, accelerator.unwrap_model(model), optimizer, step)
