@@ -40,3 +40,34 @@ def test_two_process_vq_training(tmp_path):
     assert (tmp_path / "run" / "model" / "model.safetensors").exists()
     steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3]  # one log per step, from the main process only
+
+
+@pytest.mark.skipif(shutil.which("accelerate") is None and not (Path(sys.executable).parent / "accelerate").exists(),
+                    reason="accelerate's launcher is not installed")
+def test_two_process_ar_training(tmp_path):
+    import torch
+
+    from vq.config import VQConfig
+    from vq.model import VQModel
+
+    make_shards(tmp_path / "data", 16, WorldConfig.from_preset("tiny"), progress=False)
+    torch.manual_seed(0)
+    VQModel(VQConfig(image_size=64, base_channels=8, channel_mult=(1, 2, 2, 2, 2), latent_dim=8, codebook_size=32,
+                     codebook_dim=4, kmeans_init=False)).save_pretrained(tmp_path / "vq")
+    preset = {"model": {"max_caption_tokens": 64, "dim": 32, "n_layers": 2, "n_heads": 4, "n_kv_heads": 2},
+              "train": {"batch_size": 4, "max_steps": 3, "warmup_steps": 1, "log_every": 1, "num_train": 16,
+                        "text_vocab_size": 320, "bf16": False}}
+    (tmp_path / "preset.json").write_text(json.dumps(preset))
+    launcher = Path(sys.executable).parent / "accelerate"
+    cmd = [str(launcher) if launcher.exists() else "accelerate", "launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           "-m", "tools.cli", "train", "ar", "--preset", str(tmp_path / "preset.json"), "--vq", str(tmp_path / "vq"),
+           "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run")]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    digests = [(tmp_path / "run" / f"weights-rank{rank}.sha256").read_text() for rank in (0, 1)]
+    assert digests[0] == digests[1]  # both processes hold identical decoder weights
+    assert (tmp_path / "run" / "pipeline" / "decoder" / "model.safetensors").exists()
+    steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3]

@@ -16,6 +16,10 @@ from tools.world.config import PRESETS
 from tools.world.vocab import CATEGORIES
 
 
+# The checkpoint that ships in the repository (next to the packages, so it is found from a source checkout).
+DEFAULT_CHECKPOINT = str(Path(__file__).resolve().parent.parent / "checkpoints" / "tiny")
+
+
 class UsageError(ValueError):
     """A bad argument found after parsing (a missing folder, an unreadable prompt file)."""
 
@@ -49,6 +53,23 @@ def _output_file(suffix: str):
         return path
 
     parse.__name__ = f"{suffix} file"
+    return parse
+
+
+def _float_in(name: str, low: float | None, high: float | None, open_low: bool = False):
+    allowed = (f"in ({low}, {high}]" if open_low else f"in [{low}, {high}]") if high is not None else f">= {low}"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number {allowed}, got {text!r}") from None
+        too_low = low is not None and (value <= low if open_low else value < low)
+        if value != value or too_low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"expected a number {allowed}, got {text!r}")
+        return value
+
+    parse.__name__ = f"number {allowed}"
     return parse
 
 
@@ -180,17 +201,12 @@ def cmd_bench_data(args) -> None:
 
 
 def cmd_train_vq(args) -> None:
-    from tools.vq_eval import load_images
+    from tools.shards import read_split
     from vq.config import VQPreset
     from vq.train import train_vq
 
-    if args.preset.endswith(".json"):
-        if not Path(args.preset).is_file():
-            raise UsageError(f"--preset: file {args.preset!r} does not exist")
-        preset = VQPreset.from_json(args.preset)
-    else:
-        preset = VQPreset.from_name(args.preset)
-    images = load_images(args.data, "train", preset.train.num_train)
+    preset = _load_preset(VQPreset, args.preset)
+    images, _ = read_split(args.data, "train", preset.train.num_train)
     if images.shape[-1] != preset.model.image_size:
         raise UsageError(f"--data: images are {images.shape[-1]} px but preset {args.preset!r} expects "
                          f"{preset.model.image_size} px (make the data with the same --preset)")
@@ -217,6 +233,100 @@ def cmd_eval_vq(args) -> None:
     if args.out:
         write_text(args.out, json.dumps(report, indent=2))
     _print_json(report)
+
+
+def _load_preset(cls, name: str):
+    if name.endswith(".json"):
+        if not Path(name).is_file():
+            raise UsageError(f"--preset: file {name!r} does not exist")
+        return cls.from_json(name)
+    return cls.from_name(name)
+
+
+def cmd_train_ar(args) -> None:
+    from ar_model.config import ARPreset
+    from ar_model.train import train_ar
+    from tools.shards import read_split
+
+    preset = _load_preset(ARPreset, args.preset)
+    for name in ("config.json", "model.safetensors"):
+        if not (args.vq / name).is_file():
+            raise UsageError(f"--vq: {str(args.vq)!r} has no {name}; give the model folder written by 't2i train vq'")
+    images, captions = read_split(args.data, "train", preset.train.num_train)
+    pipeline_dir = train_ar(preset, args.vq, images, captions, args.out, max_minutes=args.max_minutes,
+                            resume=args.resume)
+    _print_json({"pipeline": str(pipeline_dir)})
+
+
+def _pipeline(checkpoint: Path):
+    from ar_model.pipeline import TextToImage
+
+    return TextToImage.from_pretrained(checkpoint)
+
+
+def _seeded_generators(seed: int, count: int):
+    import torch
+
+    # Image i of a run takes seed + i, so any one image can be made again on its own.
+    return [torch.Generator().manual_seed(seed + i) for i in range(count)]
+
+
+def cmd_generate(args) -> None:
+    from tools.grid import image_grid
+    from vq.atomic import atomic_path
+
+    if (args.prompt is None) == (args.prompts is None):
+        raise UsageError("give either PROMPT or --prompts FILE (not both)")
+    if args.prompt is not None and args.out is None:
+        raise UsageError("--out FILE.png is required with a PROMPT")
+    if args.prompts is not None and args.out_dir is None:
+        raise UsageError("--out-dir DIR is required with --prompts")
+    pipe = _pipeline(args.checkpoint)
+    pipe.set_progress_bar_config(disable=args.quiet)
+    kwargs = dict(sampler=args.sampler, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                  cfg_scale=args.cfg_scale if args.cfg_scale is not None else pipe.default_cfg_scale)
+    if args.prompt is not None:
+        out = pipe(args.prompt, num_images=args.num_images,
+                   generator=_seeded_generators(args.seed, args.num_images), **kwargs)
+        image = out.images[0] if len(out.images) == 1 else image_grid(out.images)
+        with atomic_path(args.out) as tmp:
+            image.save(tmp, format="PNG")
+        _print_json({"image": str(args.out), "prompt": args.prompt, "num_images": len(out.images),
+                     "seeds": [args.seed + i for i in range(args.num_images)], **kwargs})
+        return
+    prompts = [line.strip() for line in args.prompts.read_text().splitlines() if line.strip()]
+    if not prompts:
+        raise UsageError(f"--prompts: file {str(args.prompts)!r} holds no prompts")
+    for number, prompt in enumerate(prompts, 1):  # every prompt checked before the first image is made
+        try:
+            pipe.caption_tokenizer.encode(prompt)
+        except ValueError as e:
+            raise UsageError(f"--prompts: prompt {number} of {str(args.prompts)!r}: {e}") from None
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    from tqdm.auto import tqdm
+
+    pipe.set_progress_bar_config(disable=True)
+    files = []
+    for start in tqdm(range(0, len(prompts), args.batch_size), desc="prompts", disable=args.quiet):
+        batch = prompts[start:start + args.batch_size]
+        gens = [g for i in range(len(batch))
+                for g in _seeded_generators(args.seed + (start + i) * args.num_images, args.num_images)]
+        out = pipe(batch, num_images=args.num_images, generator=gens, **kwargs)
+        for k, image in enumerate(out.images):
+            path = args.out_dir / f"{start + k // args.num_images:05d}_{k % args.num_images}.png"
+            with atomic_path(path) as tmp:
+                image.save(tmp, format="PNG")
+            files.append(path)
+    _print_json({"images": str(args.out_dir), "num_prompts": len(prompts), "num_images": len(files), **kwargs})
+
+
+def cmd_release(args) -> None:
+    import torch
+
+    pipe = _pipeline(args.checkpoint)
+    pipe.save_pretrained(args.out, dtype=torch.float16)
+    sizes = {str(p.relative_to(args.out)): p.stat().st_size for p in sorted(args.out.rglob("*")) if p.is_file()}
+    _print_json({"release": str(args.out), "dtype": "float16", "bytes": sum(sizes.values()), "files": sizes})
 
 
 # --- parser --------------------------------------------------------------------------------------------------
@@ -294,6 +404,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.safetensors")
     p.set_defaults(func=cmd_train_vq)
 
+    p = train_sub.add_parser("ar", help="train the autoregressive decoder",
+                             description="Train the caption tokenizer and the decoder on the train shards of --data, "
+                                         "with the trained VQ tokenizer --vq. Prepares OUT/tokens.safetensors and "
+                                         "OUT/caption_tokenizer once, then writes OUT/checkpoint.safetensors every "
+                                         "few hundred steps (atomically), OUT/metrics.jsonl and, at the end, the "
+                                         "pipeline folder OUT/pipeline. Run it under 'accelerate launch' for "
+                                         "several processes.")
+    p.add_argument("--preset", default="tiny", help="a preset name from configs/ar (tiny, small, base) or a JSON file")
+    p.add_argument("--vq", type=_existing_dir, required=True, help="VQ model folder (written by 't2i train vq')")
+    p.add_argument("--data", type=_existing_dir, required=True, help="folder made by 't2i data make'")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--max-minutes", type=float, help="stop (and write the pipeline) after this many minutes")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.safetensors")
+    p.set_defaults(func=cmd_train_ar)
+
     evaluate = sub.add_parser("eval", help="evaluate a model", description="Evaluate a trained model; prints JSON.")
     eval_sub = evaluate.add_subparsers(dest="eval_command", required=True, parser_class=_Parser, metavar="MODEL")
     p = eval_sub.add_parser("vq", help="evaluate the VQ tokenizer on fresh scenes",
@@ -310,6 +435,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grid", type=_output_file(".png"),
                    help="original | reconstruction grid (default: ./vq_reconstructions.png)")
     p.set_defaults(func=cmd_eval_vq)
+
+    p = sub.add_parser("generate", help="generate images from a prompt",
+                       description="Generate images with a trained pipeline (default: the shipped tiny "
+                                   "checkpoint). One PROMPT -> --out FILE.png (several images -> one grid); or "
+                                   "--prompts FILE -> one PNG per image in --out-dir, named PROMPT_IMAGE.png, "
+                                   "ready for 't2i score'. Image i of a run uses seed --seed + i.")
+    p.add_argument("prompt", nargs="?", help="e.g. 'a red circle to the left of a blue square'")
+    p.add_argument("--out", type=_output_file(".png"), help="PNG to write (its folder must exist)")
+    p.add_argument("--prompts", type=_existing_file, help="text file, one prompt per line (instead of PROMPT)")
+    p.add_argument("--out-dir", type=Path, help="with --prompts: folder for the PNGs (created if missing)")
+    p.add_argument("--checkpoint", type=_existing_dir, default=DEFAULT_CHECKPOINT,
+                   help=f"pipeline folder (default: the shipped {DEFAULT_CHECKPOINT})")
+    p.add_argument("--num-images", type=_int_at_least(1), default=1, help="images per prompt (default: 1)")
+    p.add_argument("--sampler", choices=("greedy", "sample"), default="greedy",
+                   help="greedy: most likely token each step; sample: draw from the distribution (default: greedy)")
+    p.add_argument("--temperature", type=_float_in("temperature", 0, None), default=1.0,
+                   help="with --sampler sample: softmax temperature, >= 0 (default: 1.0)")
+    p.add_argument("--top-k", type=_int_at_least(1), help="with --sampler sample: keep the k most likely tokens")
+    p.add_argument("--top-p", type=_float_in("top-p", 0, 1, open_low=True),
+                   help="with --sampler sample: keep the smallest set of tokens holding this probability, in (0, 1]")
+    p.add_argument("--cfg-scale", type=_float_in("cfg-scale", 1, None), default=None,
+                   help="classifier-free guidance scale, >= 1; 1 turns it off (default: the checkpoint's)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the first image (default: 0)")
+    p.add_argument("--batch-size", type=_int_at_least(1), default=16, help="with --prompts: prompts per batch")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("release", help="write a pipeline in fp16 for shipping",
+                       description="Copy a pipeline folder (VQ, caption tokenizer, decoder) with its weights "
+                                   "cast to float16; this is how checkpoints/tiny is made from a training run.")
+    p.add_argument("--checkpoint", type=_existing_dir, required=True, help="pipeline folder, e.g. runs/ar-tiny/pipeline")
+    p.add_argument("--out", type=Path, required=True, help="output folder, e.g. checkpoints/tiny")
+    p.set_defaults(func=cmd_release)
 
     bench = sub.add_parser("bench", help="benchmarks (print JSON)", description="Benchmarks that print JSON.")
     bench_sub = bench.add_subparsers(dest="bench_command", required=True, parser_class=_Parser, metavar="WHAT")

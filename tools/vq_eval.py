@@ -18,22 +18,6 @@ from vq.model import VQModel
 from vq.stats import code_histogram, codebook_stats
 
 
-def load_images(data_dir, split: str, num: int) -> torch.Tensor:
-    """Up to ``num`` images of a shard split as one uint8 (N, 3, S, S) tensor (the tiny preset fits in memory)."""
-    from tools.shards import load_shards
-
-    images = []
-    # Every process reads all of it: the trainer gives each process its share of every batch.
-    shards = load_shards(data_dir, split, split_by_node=False)
-    for sample in tqdm(shards, desc="reading shards", unit="image", total=num):
-        images.append((sample["image"] * 255).round().to(torch.uint8))
-        if len(images) >= num:
-            break
-    if not images:
-        raise ValueError(f"no images in the {split} shards of {str(data_dir)!r}")
-    return torch.stack(images)
-
-
 def _judge(pair: tuple[np.ndarray, str]) -> bool:
     return score(pair[0], pair[1]).passed
 

@@ -19,9 +19,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     tmp = Path(tmp)
-    os.chmod(tmp, 0o644)  # mkstemp makes 0600; the result is an ordinary file
     try:
         yield tmp
+        os.chmod(tmp, 0o644)  # mkstemp (and writers that recreate the file) leave 0600; make an ordinary file
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -1,0 +1,177 @@
+"""Typed configs of the autoregressive decoder (``ARConfig``) and its training run (``ARTrainConfig``).
+
+One vocabulary holds everything the decoder reads or writes, so that it is a plain ``LlamaForCausalLM``:
+
+    [0, text_vocab_size)                        caption pieces (the sentencepiece ids)
+    text_vocab_size + (0, 1, 2, 3)              PAD, BOI (begin of image), EOI (end of image), NULL (null caption)
+    [image_offset, image_offset + codebook)     image codes (the VQ ids, shifted)
+
+A training sequence is the caption right-padded with PAD to ``max_caption_tokens``, then BOI, the image codes in
+raster order, then EOI. Every sequence has the same length and every token sits at the same position, so no
+attention mask is needed, and the exported model computes exactly what ours does. The null caption (for
+classifier-free guidance) is NULL followed by PADs.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from importlib import resources
+from pathlib import Path
+
+SPECIAL_TOKENS = ("pad", "boi", "eoi", "null")
+
+
+def _from_dict(cls, d: dict):
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} keys {unknown}; allowed: {sorted(known)}")
+    return cls(**d)
+
+
+@dataclass(frozen=True)
+class ARConfig:
+    text_vocab_size: int = 256
+    codebook_size: int = 512
+    grid_size: int = 16  # image tokens per side (the VQ tokenizer's grid)
+    max_caption_tokens: int = 40
+    dim: int = 256
+    n_layers: int = 8
+    n_heads: int = 8
+    n_kv_heads: int = 8  # fewer than n_heads: grouped-query attention
+    intermediate_size: int | None = None  # SwiGLU hidden width; None: 8/3 dim rounded up to a multiple of 64
+    rope_theta: float = 10000.0
+    norm_eps: float = 1e-5
+
+    def __post_init__(self):
+        for name in ("text_vocab_size", "codebook_size", "grid_size", "max_caption_tokens", "dim", "n_layers",
+                     "n_heads", "n_kv_heads"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if self.dim % self.n_heads or (self.dim // self.n_heads) % 2:
+            raise ValueError(f"dim must be a multiple of n_heads with an even head size, got dim={self.dim}, "
+                             f"n_heads={self.n_heads}")
+        if self.n_heads % self.n_kv_heads:
+            raise ValueError(f"n_heads must be a multiple of n_kv_heads, got {self.n_heads} and {self.n_kv_heads}")
+        if self.intermediate_size is None:
+            object.__setattr__(self, "intermediate_size", -(-8 * self.dim // 3 // 64) * 64)
+
+    # --- the vocabulary -------------------------------------------------------------------------------------
+    @property
+    def pad_id(self) -> int:
+        return self.text_vocab_size
+
+    @property
+    def boi_id(self) -> int:
+        return self.text_vocab_size + 1
+
+    @property
+    def eoi_id(self) -> int:
+        return self.text_vocab_size + 2
+
+    @property
+    def null_id(self) -> int:
+        return self.text_vocab_size + 3
+
+    @property
+    def image_offset(self) -> int:
+        return self.text_vocab_size + len(SPECIAL_TOKENS)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.image_offset + self.codebook_size
+
+    # --- the sequence ---------------------------------------------------------------------------------------
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.n_heads
+
+    @property
+    def image_tokens(self) -> int:
+        return self.grid_size ** 2
+
+    @property
+    def prefix_len(self) -> int:
+        """Caption slots plus BOI: the prompt that generation starts from."""
+        return self.max_caption_tokens + 1
+
+    @property
+    def max_seq_len(self) -> int:
+        """Prompt, image codes and EOI."""
+        return self.prefix_len + self.image_tokens + 1
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ARConfig":
+        return _from_dict(cls, d)
+
+
+@dataclass(frozen=True)
+class ARTrainConfig:
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    betas: tuple[float, float] = (0.9, 0.95)
+    warmup_steps: int = 200
+    max_steps: int = 4000
+    caption_dropout: float = 0.1  # captions replaced by the null caption, for classifier-free guidance
+    log_every: int = 20
+    checkpoint_every: int = 100
+    seed: int = 0
+    num_train: int = 50000  # scenes to read from the shards (all of them if fewer)
+    text_vocab_size: int = 256  # sentencepiece vocabulary trained on the captions
+    bf16: bool = False  # autocast matmuls to bfloat16 (CUDA, or CPUs with AVX512-BF16/AMX)
+
+    def __post_init__(self):
+        object.__setattr__(self, "betas", tuple(self.betas))
+        for name in ("batch_size", "max_steps", "log_every", "checkpoint_every", "num_train", "text_vocab_size"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr!r}")
+        if not 0 <= self.caption_dropout < 1:
+            raise ValueError(f"caption_dropout must be in [0, 1), got {self.caption_dropout!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ARTrainConfig":
+        return _from_dict(cls, d)
+
+
+@dataclass(frozen=True)
+class ARPreset:
+    """A decoder shape and its training run. ``text_vocab_size``, ``codebook_size`` and ``grid_size`` of the
+    model are filled in by the trainer from the caption tokenizer and the VQ tokenizer it is given."""
+
+    model: dict = field(default_factory=dict)
+    train: ARTrainConfig = field(default_factory=ARTrainConfig)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ARPreset":
+        unknown = sorted(set(d) - {"model", "train"})
+        if unknown:
+            raise ValueError(f"unknown preset keys {unknown}; allowed: ['model', 'train']")
+        model = dict(d.get("model", {}))
+        ARConfig.from_dict(model)  # validate the keys and values now, not after data preparation
+        return cls(model, ARTrainConfig.from_dict(d.get("train", {})))
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> "ARPreset":
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+    @classmethod
+    def from_name(cls, name: str) -> "ARPreset":
+        folder = resources.files("configs") / "ar"
+        names = sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".json"))
+        if name not in names:
+            raise ValueError(f"AR preset must be one of {names}, got {name!r}")
+        return cls.from_dict(json.loads((folder / f"{name}.json").read_text()))
+
+    def model_config(self, text_vocab_size: int, codebook_size: int, grid_size: int) -> ARConfig:
+        return ARConfig.from_dict({**self.model, "text_vocab_size": text_vocab_size, "codebook_size": codebook_size,
+                                   "grid_size": grid_size})

@@ -1,0 +1,77 @@
+"""Pure functions on logits: argument checks, classifier-free guidance, top-k / top-p filtering, sampling.
+
+Each image has its own ``torch.Generator``, so an image depends on its seed alone, not on the batch it was in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+SAMPLERS = ("greedy", "sample")
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    sampler: str = "greedy"
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float | None = None
+    cfg_scale: float = 1.0
+
+    def __post_init__(self):
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {list(SAMPLERS)}, got {self.sampler!r}")
+        if isinstance(self.temperature, bool) or not isinstance(self.temperature, (int, float)) \
+                or not self.temperature >= 0:
+            raise ValueError(f"temperature must be a number >= 0, got {self.temperature!r}")
+        if self.top_k is not None and (isinstance(self.top_k, bool) or not isinstance(self.top_k, int)
+                                       or self.top_k < 1):
+            raise ValueError(f"top_k must be None or an integer >= 1, got {self.top_k!r}")
+        if self.top_p is not None and (isinstance(self.top_p, bool) or not isinstance(self.top_p, (int, float))
+                                       or not 0 < self.top_p <= 1):
+            raise ValueError(f"top_p must be None or a number in (0, 1], got {self.top_p!r}")
+        if isinstance(self.cfg_scale, bool) or not isinstance(self.cfg_scale, (int, float)) \
+                or not self.cfg_scale >= 1:
+            raise ValueError(f"cfg_scale must be a number >= 1 (1 turns guidance off), got {self.cfg_scale!r}")
+
+    @property
+    def greedy(self) -> bool:
+        return self.sampler == "greedy" or self.temperature == 0
+
+    @property
+    def guided(self) -> bool:
+        return self.cfg_scale != 1
+
+
+def guide(cond: torch.Tensor, uncond: torch.Tensor, scale: float) -> torch.Tensor:
+    """Classifier-free guidance on logits: uncond + scale * (cond - uncond)."""
+    return uncond + scale * (cond - uncond)
+
+
+def filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None) -> torch.Tensor:
+    """Set to -inf every logit outside the top k, then outside the smallest set holding probability top_p."""
+    if top_k is not None and top_k < logits.shape[-1]:
+        kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and top_p < 1:
+        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+        cum = sorted_logits.softmax(-1).cumsum(-1)
+        # Drop a token when the tokens ranked before it already hold top_p; the first one always stays.
+        drop_sorted = (cum - sorted_logits.softmax(-1)) >= top_p
+        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    return logits
+
+
+def sample(logits: torch.Tensor, config: SamplingConfig, generators: list[torch.Generator] | None) -> torch.Tensor:
+    """logits (B, V) -> ids (B,). Greedy is an explicit argmax; sampling draws row b with ``generators[b]``."""
+    if config.greedy:
+        return logits.argmax(-1)
+    probs = filter_logits(logits / config.temperature, config.top_k, config.top_p).softmax(-1)
+    if generators is None:
+        return torch.multinomial(probs, 1).squeeze(-1)
+    # A generator draws on its own device (a CPU generator with a CUDA model samples on the CPU, as in diffusers).
+    return torch.cat([torch.multinomial(p.to(g.device), 1, generator=g).to(p.device)
+                      for p, g in zip(probs, generators)])

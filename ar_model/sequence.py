@@ -1,0 +1,34 @@
+"""How captions and image codes become one token sequence (layout documented in ``ar_model.config``)."""
+
+from __future__ import annotations
+
+import torch
+
+from .config import ARConfig
+
+
+def caption_prefixes(config: ARConfig, captions: list[list[int]]) -> torch.Tensor:
+    """Caption piece ids -> prompts (B, prefix_len): the pieces, PAD up to max_caption_tokens, then BOI."""
+    out = torch.full((len(captions), config.prefix_len), config.pad_id, dtype=torch.long)
+    for row, ids in enumerate(captions):
+        if len(ids) > config.max_caption_tokens:
+            raise ValueError(f"caption {row} has {len(ids)} tokens; at most {config.max_caption_tokens} fit")
+        if ids and not 0 <= min(ids) <= max(ids) < config.text_vocab_size:
+            raise ValueError(f"caption {row} has piece ids outside [0, {config.text_vocab_size})")
+        out[row, :len(ids)] = torch.as_tensor(ids, dtype=torch.long)
+    out[:, -1] = config.boi_id
+    return out
+
+
+def null_prefixes(config: ARConfig, batch: int) -> torch.Tensor:
+    """The null caption (NULL, then PADs, then BOI) for ``batch`` rows: the unconditional half of guidance."""
+    out = torch.full((batch, config.prefix_len), config.pad_id, dtype=torch.long)
+    out[:, 0] = config.null_id
+    out[:, -1] = config.boi_id
+    return out
+
+
+def training_sequences(config: ARConfig, prefixes: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+    """prefixes (B, prefix_len), codes (B, image_tokens) in [0, codebook) -> sequences (B, max_seq_len)."""
+    eoi = torch.full((codes.shape[0], 1), config.eoi_id, dtype=torch.long, device=codes.device)
+    return torch.cat([prefixes.to(codes.device), codes.long() + config.image_offset, eoi], dim=1)

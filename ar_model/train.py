@@ -1,0 +1,174 @@
+"""Train the decoder with ``accelerate``: one process here, DDP under ``accelerate launch``.
+
+Before the first step the run prepares its data once, in ``out_dir``: a caption tokenizer trained on the
+captions, and every image encoded to VQ codes (``tokens.safetensors``). Then it trains next-token prediction
+on the image codes (and EOI), with captions swapped for the null caption with probability ``caption_dropout``
+for classifier-free guidance. Resumable to the step like the VQ trainer: the batch and the dropout mask at
+step ``t`` are pure functions of (seed, t), and the checkpoint holds model, optimizer and RNG.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from vq.atomic import atomic_path, write_text
+from vq.checkpoint import load_checkpoint, save_checkpoint
+from vq.model import VQModel
+from vq.train import batch_indices, learning_rate, state_digest
+
+from .config import ARPreset
+from .model import ARDecoder
+from .pipeline import TextToImage
+from .sequence import caption_prefixes, null_prefixes, training_sequences
+from .text_tokenizer import CaptionTokenizer
+
+logger = logging.getLogger(__name__)
+CHECKPOINT_NAME = "checkpoint.safetensors"
+TOKENS_NAME = "tokens.safetensors"
+
+
+@torch.no_grad()
+def encode_images(vq: VQModel, images: torch.Tensor, batch_size: int = 256, progress: bool = True) -> torch.Tensor:
+    """uint8 images (N, 3, S, S) -> VQ codes (N, h * w) as int16."""
+    out = []
+    for start in tqdm(range(0, len(images), batch_size), desc="encoding images", disable=not progress):
+        ids = vq.encode(images[start:start + batch_size].float().div(255))
+        out.append(ids.flatten(1).to(torch.int16))
+    return torch.cat(out)
+
+
+def prepare_data(preset: ARPreset, vq: VQModel, images: torch.Tensor, captions: list[str], out_dir: Path,
+                 progress: bool = True) -> None:
+    """Train the caption tokenizer and encode the data; both written atomically into ``out_dir``."""
+    cfg = preset.train
+    max_tokens = preset.model.get("max_caption_tokens", 32)
+    tokenizer = CaptionTokenizer.train(captions, cfg.text_vocab_size, max_tokens)
+    pieces = []
+    for row, text in enumerate(captions):
+        try:
+            pieces.append(tokenizer.encode(text))
+        except ValueError as e:
+            raise ValueError(f"training caption {row}: {e} (the preset's max_caption_tokens is {max_tokens})") from None
+    caption_ids = torch.full((len(captions), max_tokens), -1, dtype=torch.int16)
+    for row, ids in enumerate(pieces):
+        caption_ids[row, :len(ids)] = torch.tensor(ids, dtype=torch.int16)
+    codes = encode_images(vq, images, progress=progress)
+    with atomic_path(out_dir / TOKENS_NAME) as tmp:
+        save_file({"caption_ids": caption_ids, "codes": codes}, str(tmp))
+    tokenizer.save_pretrained(out_dir / "caption_tokenizer")  # written last: its presence marks the data ready
+
+
+def _prefixes(config, caption_ids: torch.Tensor) -> torch.Tensor:
+    return caption_prefixes(config, [row[row >= 0].tolist() for row in caption_ids])
+
+
+def train_ar(preset: ARPreset, vq_dir: str | Path, images: torch.Tensor, captions: list[str], out_dir: str | Path,
+             max_minutes: float | None = None, resume: bool = False, stop_after: int | None = None,
+             progress: bool = True) -> Path:
+    """Train on ``images`` (uint8 (N, 3, S, S)) and their ``captions``; writes the pipeline to
+    ``out_dir/pipeline`` and returns its path. ``stop_after`` ends the run after that many steps as if killed."""
+    cfg = preset.train
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out_dir / CHECKPOINT_NAME
+    if ckpt_path.exists() and not resume:
+        raise ValueError(f"{ckpt_path} exists: pass resume=True (--resume) to continue it, or choose another --out")
+    if len(images) != len(captions):
+        raise ValueError(f"got {len(images)} images but {len(captions)} captions")
+
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    vq = VQModel.from_pretrained(vq_dir)
+    if tuple(images.shape[1:]) != (3, vq.config.image_size, vq.config.image_size) or images.dtype != torch.uint8:
+        raise ValueError(f"images must be uint8 (N, 3, {vq.config.image_size}, {vq.config.image_size}) for the "
+                         f"VQ tokenizer in {str(vq_dir)!r}, got {images.dtype} {tuple(images.shape)}")
+    if accelerator.is_main_process and not (out_dir / "caption_tokenizer").is_dir():
+        prepare_data(preset, vq, images, captions, out_dir, progress)
+    accelerator.wait_for_everyone()
+    tokenizer = CaptionTokenizer.from_pretrained(out_dir / "caption_tokenizer")
+    data = load_file(str(out_dir / TOKENS_NAME))
+    if len(data["codes"]) != len(images):
+        raise ValueError(f"{out_dir / TOKENS_NAME} holds {len(data['codes'])} scenes but {len(images)} were given; "
+                         "resume with the same data or choose another --out")
+    config = preset.model_config(tokenizer.vocab_size, vq.config.vocab_size, vq.config.grid_size)
+    prefixes, codes = _prefixes(config, data["caption_ids"]), data["codes"]
+    null = null_prefixes(config, 1)
+
+    set_seed(cfg.seed)
+    model = ARDecoder(config)
+    # No weight decay on norms and embeddings (nanoGPT's grouping: decay only matrices that multiply).
+    decay = [p for n, p in model.named_parameters() if p.ndim == 2 and "embed" not in n]
+    rest = [p for n, p in model.named_parameters() if not (p.ndim == 2 and "embed" not in n)]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                   {"params": rest, "weight_decay": 0.0}], lr=cfg.lr, betas=cfg.betas)
+    step = 0
+    if resume and ckpt_path.exists():
+        step = load_checkpoint(ckpt_path, model, optimizer)["step"]
+        logger.info("resumed from %s at step %d", ckpt_path, step)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    if accelerator.is_main_process:
+        write_text(out_dir / "preset.json", json.dumps({"model": config.to_dict(), "train": cfg.to_dict()}, indent=2))
+
+    rank, world = accelerator.process_index, accelerator.num_processes
+    if cfg.batch_size % world:
+        raise ValueError(f"batch_size {cfg.batch_size} must be divisible by the {world} processes")
+    device = accelerator.device
+    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if cfg.bf16 else contextlib.nullcontext())
+    metrics_file = out_dir / "metrics.jsonl"
+    start, seen = time.monotonic(), 0
+    bar = tqdm(total=cfg.max_steps, initial=step, desc="train ar",
+               disable=not progress or not accelerator.is_main_process)
+    model.train()
+    while step < cfg.max_steps:
+        if max_minutes is not None and time.monotonic() - start > max_minutes * 60:
+            break
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(step, cfg.lr, cfg.warmup_steps, cfg.max_steps)
+        idx = batch_indices(cfg.seed, step, len(codes), cfg.batch_size)
+        drop = torch.rand(cfg.batch_size, generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + step))
+        idx, drop = idx[rank::world], drop[rank::world] < cfg.caption_dropout
+        prefix = torch.where(drop[:, None], null, prefixes[idx])
+        seq = training_sequences(config, prefix, codes[idx]).to(device)
+        with autocast:
+            logits = model(seq[:, :-1])
+        # Predict the image codes and EOI: the targets from BOI's successor on.
+        targets = seq[:, config.prefix_len:]
+        loss = F.cross_entropy(logits[:, config.prefix_len - 1:].reshape(-1, config.vocab_size).float(),
+                               targets.reshape(-1))
+        optimizer.zero_grad(set_to_none=True)
+        accelerator.backward(loss)
+        accelerator.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        step += 1
+        seen += len(idx) * world
+        if step % cfg.log_every == 0 or step == cfg.max_steps:
+            record = {"step": step, "loss": loss.item(), "lr": optimizer.param_groups[0]["lr"],
+                      "images_per_s": seen / (time.monotonic() - start)}
+            if accelerator.is_main_process:
+                with metrics_file.open("a") as f:
+                    f.write(json.dumps(record) + "\n")
+            bar.set_postfix(loss=f"{record['loss']:.3f}", img_s=f"{record['images_per_s']:.1f}")
+        bar.update()
+        if step % cfg.checkpoint_every == 0 and accelerator.is_main_process:
+            save_checkpoint(ckpt_path, accelerator.unwrap_model(model), optimizer, step)
+        if stop_after is not None and step >= stop_after:
+            bar.close()
+            return out_dir / "pipeline"
+    bar.close()
+    (out_dir / f"weights-rank{rank}.sha256").write_text(state_digest(accelerator.unwrap_model(model)))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        save_checkpoint(ckpt_path, accelerator.unwrap_model(model), optimizer, step)
+        TextToImage(vq, tokenizer, accelerator.unwrap_model(model)).save_pretrained(out_dir / "pipeline")
+    accelerator.wait_for_everyone()
+    return out_dir / "pipeline"

@@ -1,0 +1,283 @@
+"""The AR decoder, its cache, sampling, guidance, tokenizer and pipeline, on tiny configs (seconds on a CPU)."""
+
+import json
+
+import pytest
+import torch
+
+from ar_model.config import ARConfig, ARPreset
+from ar_model.generate import generate
+from ar_model.model import ARDecoder
+from ar_model.pipeline import TextToImage
+from ar_model.sampling import SamplingConfig, filter_logits
+from ar_model.sequence import caption_prefixes, null_prefixes
+from ar_model.text_tokenizer import CaptionTokenizer, spell_words
+from ar_model.train import train_ar
+from vq.config import VQConfig
+from vq.model import VQModel
+from vq.serialization import CheckpointError
+
+CAPTIONS = ["a red circle", "the word CAT in blue at the bottom", "three green triangles",
+            "a small yellow diamond to the left of a large purple square", "the word DOG on a black background",
+            "a blue square at the top left and a pink circle", "two orange diamonds on a gray background"]
+SMALL = dict(dim=32, n_layers=2, n_heads=4, n_kv_heads=2)
+
+
+def decoder(**overrides) -> ARDecoder:
+    torch.manual_seed(0)
+    cfg = dict(text_vocab_size=20, codebook_size=16, grid_size=3, max_caption_tokens=5, **SMALL)
+    return ARDecoder(ARConfig(**{**cfg, **overrides})).eval()
+
+
+@pytest.fixture(scope="module")
+def tokenizer() -> CaptionTokenizer:
+    return CaptionTokenizer.train(CAPTIONS * 20, vocab_size=320, max_tokens=16)
+
+
+@pytest.fixture(scope="module")
+def pipe(tokenizer) -> TextToImage:
+    torch.manual_seed(0)
+    vq = VQModel(VQConfig(image_size=16, base_channels=8, channel_mult=(1, 2, 2), latent_dim=8, codebook_size=32,
+                          codebook_dim=4, kmeans_init=False)).eval()
+    dec = ARDecoder(ARConfig(text_vocab_size=tokenizer.vocab_size, codebook_size=32, grid_size=4,
+                             max_caption_tokens=16, **SMALL)).eval()
+    p = TextToImage(vq, tokenizer, dec)
+    p.set_progress_bar_config(disable=True)
+    return p
+
+
+# --- decoder and cache ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("n_kv_heads", [4, 2, 1])
+def test_cached_logits_equal_full_forward_at_every_position(n_kv_heads):
+    m = decoder(n_kv_heads=n_kv_heads)
+    seq = torch.randint(0, m.config.vocab_size, (3, m.config.max_seq_len))
+    full = m(seq)
+    m.setup_caches(3)
+    split = m.config.prefix_len
+    steps = [m(seq[:, :split], torch.arange(split))]
+    steps += [m(seq[:, i:i + 1], torch.tensor([i])) for i in range(split, m.config.max_seq_len)]
+    cached = torch.cat(steps, dim=1)
+    assert cached.shape == full.shape == (3, m.config.max_seq_len, m.config.vocab_size)
+    assert torch.isfinite(full).all()
+    torch.testing.assert_close(cached, full, atol=1e-5, rtol=1e-5)
+
+
+def test_cache_is_allocated_once():
+    m = decoder()
+    m.setup_caches(2)
+    k = m.layers[0].self_attn.kv_cache.k
+    generate(m, caption_prefixes(m.config, [[1, 2], [3]]), SamplingConfig())
+    assert m.layers[0].self_attn.kv_cache.k is k  # same buffer, written in place
+
+
+def test_greedy_equals_repeated_argmax_of_full_forward():
+    m = decoder()
+    c = m.config
+    prompts = caption_prefixes(c, [[1, 2, 3], [4], [5, 6, 7, 8, 9]])
+    tokens = generate(m, prompts, SamplingConfig("greedy"))
+    m.clear_caches()
+    seq = prompts.clone()
+    for _ in range(c.image_tokens):  # nanoGPT's generate: no cache, full forward, argmax over the image codes
+        logits = m(seq)[:, -1, c.image_offset:c.image_offset + c.codebook_size]
+        seq = torch.cat([seq, logits.argmax(-1, keepdim=True) + c.image_offset], dim=1)
+    assert tokens.shape == (3, c.image_tokens) and tokens.dtype == torch.long
+    assert torch.equal(tokens, seq[:, c.prefix_len:] - c.image_offset)
+
+
+@pytest.mark.parametrize("sampler", ["greedy", "sample"])
+def test_cfg_scale_one_equals_no_guidance(sampler):
+    m = decoder()
+    prompts = caption_prefixes(m.config, [[1, 2], [3, 4, 5]])
+    sampling = SamplingConfig(sampler, cfg_scale=1.0)
+    plain = generate(m, prompts, sampling, [torch.Generator().manual_seed(s) for s in (1, 2)])
+    # The doubled batch (captions + null captions) at scale 1 must give the captions' tokens exactly.
+    doubled = generate(m, prompts, sampling, [torch.Generator().manual_seed(s) for s in (1, 2)],
+                       uncond_prompts=null_prefixes(m.config, 2))
+    assert torch.equal(plain, doubled)
+    guided = generate(m, prompts, SamplingConfig(sampler, cfg_scale=4.0),
+                      [torch.Generator().manual_seed(s) for s in (1, 2)], uncond_prompts=null_prefixes(m.config, 2))
+    assert not torch.equal(plain, guided)  # and guidance does change something
+
+
+def test_seeds_decide_the_samples():
+    m = decoder(codebook_size=64)
+    prompts = caption_prefixes(m.config, [[1, 2]] * 2)
+    sampling = SamplingConfig("sample", temperature=1.0)
+
+    def run(*seeds):
+        return generate(m, prompts, sampling, [torch.Generator().manual_seed(s) for s in seeds])
+
+    a, b = run(7, 8), run(7, 8)
+    assert torch.equal(a, b)
+    assert not torch.equal(a[0], a[1])  # two images, two seeds, same prompt
+    assert not torch.equal(run(9, 8)[0], a[0]) and torch.equal(run(9, 8)[1], a[1])  # each row has its own seed
+
+
+def test_top_k_and_top_p_filters():
+    logits = torch.tensor([[4.0, 3.0, 2.0, 1.0, 0.0]])
+    assert torch.isinf(filter_logits(logits, 2, None)).tolist() == [[False, False, True, True, True]]
+    probs = logits.softmax(-1)[0]  # 0.636, 0.234, 0.086, ...
+    kept = ~torch.isinf(filter_logits(logits, None, float(probs[0] + 0.01)))
+    assert kept.tolist() == [[True, True, False, False, False]]
+    assert (~torch.isinf(filter_logits(logits, None, 0.5))).sum() == 1  # the top token always stays
+
+
+def test_save_load_round_trip(tmp_path):
+    m = decoder()
+    m.save_pretrained(tmp_path / "decoder")
+    loaded = ARDecoder.from_pretrained(tmp_path / "decoder")
+    assert loaded.config == m.config
+    assert all(torch.equal(a, b) for a, b in zip(m.state_dict().values(), loaded.state_dict().values()))
+    seq = torch.randint(0, m.config.vocab_size, (2, 12))
+    assert torch.equal(m(seq), loaded(seq))
+
+
+# --- caption tokenizer -------------------------------------------------------------------------------------
+
+def test_words_are_spelled_letter_by_letter(tokenizer):
+    assert spell_words("the word CAT and a red circle") == "the word C A T and a red circle"
+    pieces = [tokenizer.sp.id_to_piece(i) for i in tokenizer.encode("the word QUIZ")]
+    assert pieces[-4:] == ["\u2581Q", "\u2581U", "\u2581I", "\u2581Z"]  # unseen word, letters as pieces
+    assert tokenizer.decode(tokenizer.encode("a red circle")) == "a red circle"
+    assert tokenizer.encode("  a   red\tcircle ") == tokenizer.encode("a red circle")
+
+
+@pytest.mark.parametrize("text, match", [
+    ("", "empty"), ("   ", "empty"), ("a red circl\u00e9", "not allowed"), ("a red \u2603", "not allowed"),
+    ("a red circle " * 10, "tokens long"), (None, "must be a string"),
+])
+def test_tokenizer_rejects_bad_text(tokenizer, text, match):
+    with pytest.raises(ValueError, match=match):
+        tokenizer.encode(text)
+
+
+def test_tokenizer_round_trip_and_missing_file(tokenizer, tmp_path):
+    tokenizer.save_pretrained(tmp_path / "tok")
+    loaded = CaptionTokenizer.from_pretrained(tmp_path / "tok")
+    assert loaded.encode("the word CAT in blue") == tokenizer.encode("the word CAT in blue")
+    (tmp_path / "tok" / "spiece.model").write_bytes(b"not a model")
+    with pytest.raises(CheckpointError, match="spiece.model"):
+        CaptionTokenizer.from_pretrained(tmp_path / "tok")
+    (tmp_path / "tok" / "spiece.model").unlink()
+    with pytest.raises(CheckpointError, match="has no spiece.model"):
+        CaptionTokenizer.from_pretrained(tmp_path / "tok")
+
+
+# --- pipeline ------------------------------------------------------------------------------------------------
+
+def test_pipeline_output_and_seeds(pipe):
+    out = pipe(["a red circle", "the word CAT"], num_images=2, sampler="sample", cfg_scale=2.0,
+               generator=torch.Generator().manual_seed(0))
+    assert len(out.images) == 4 and out.images[0].size == (16, 16) and out.images[0].mode == "RGB"
+    assert out.ids.shape == (4, 4, 4) and out.prompts == ["a red circle"] * 2 + ["the word CAT"] * 2
+    again = pipe(["a red circle", "the word CAT"], num_images=2, sampler="sample", cfg_scale=2.0,
+                 generator=torch.Generator().manual_seed(0))
+    assert torch.equal(out.ids, again.ids)
+    other = pipe(["a red circle", "the word CAT"], num_images=2, sampler="sample", cfg_scale=2.0,
+                 generator=torch.Generator().manual_seed(1))
+    assert not torch.equal(out.ids, other.ids)
+
+
+def test_pipeline_save_load_round_trip(pipe, tmp_path):
+    pipe.save_pretrained(tmp_path / "p")
+    loaded = TextToImage.from_pretrained(tmp_path / "p")
+    loaded.set_progress_bar_config(disable=True)
+    a = pipe("a blue square", cfg_scale=2.0)
+    b = loaded("a blue square", cfg_scale=2.0)
+    assert torch.equal(a.ids, b.ids) and a.images[0].tobytes() == b.images[0].tobytes()
+
+
+def test_fp16_release_loads_as_float32(pipe, tmp_path):
+    pipe.save_pretrained(tmp_path / "p16", dtype=torch.float16)
+    loaded = TextToImage.from_pretrained(tmp_path / "p16")
+    assert loaded.decoder.embed_tokens.weight.dtype == torch.float32
+    ref = pipe.decoder.embed_tokens.weight
+    torch.testing.assert_close(loaded.decoder.embed_tokens.weight, ref.half().float())
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(prompt=""), "prompt is empty"),
+    (dict(prompt="a red circle " * 10), "tokens long"),
+    (dict(prompt="a r\u00e9d circle"), "not allowed"),
+    (dict(prompt=[]), "non-empty list"),
+    (dict(prompt=3), "prompt must be"),
+    (dict(cfg_scale=0.5), "cfg_scale must be a number >= 1"),
+    (dict(top_p=0.0, sampler="sample"), "top_p must be"),
+    (dict(top_p=1.5, sampler="sample"), "top_p must be"),
+    (dict(top_k=0, sampler="sample"), "top_k must be"),
+    (dict(temperature=-1.0, sampler="sample"), "temperature must be"),
+    (dict(num_images=0), "num_images must be"),
+    (dict(sampler="beam"), "sampler must be one of"),
+    (dict(generator=[torch.Generator()] * 3), "one torch.Generator per image"),
+    (dict(generator=5), "generator must be"),
+])
+def test_pipeline_rejects_bad_arguments(pipe, kwargs, match):
+    kwargs = {"prompt": "a red circle", **kwargs}
+    with pytest.raises(ValueError, match=match):
+        pipe(**kwargs)
+
+
+def test_checkpoint_with_a_component_missing(pipe, tmp_path):
+    pipe.save_pretrained(tmp_path / "p")
+    import shutil
+
+    shutil.rmtree(tmp_path / "p" / "caption_tokenizer")
+    with pytest.raises(CheckpointError, match=r"missing \['caption_tokenizer'\]"):
+        TextToImage.from_pretrained(tmp_path / "p")
+
+
+def test_components_that_do_not_fit(pipe, tmp_path):
+    pipe.save_pretrained(tmp_path / "p")
+    cfg = json.loads((tmp_path / "p" / "decoder" / "config.json").read_text())
+    ARDecoder(ARConfig.from_dict({**cfg, "codebook_size": 64})).save_pretrained(tmp_path / "p" / "decoder")
+    with pytest.raises(CheckpointError, match="do not fit together"):
+        TextToImage.from_pretrained(tmp_path / "p")
+
+
+# --- training ------------------------------------------------------------------------------------------------
+
+def tiny_preset(**train) -> ARPreset:
+    return ARPreset.from_dict({"model": {"max_caption_tokens": 64, **SMALL},
+                               "train": {"batch_size": 4, "lr": 1e-2, "warmup_steps": 5, "max_steps": 150,
+                                         "log_every": 1, "checkpoint_every": 5, "text_vocab_size": 320,
+                                         "caption_dropout": 0.0, "bf16": False, **train}})
+
+
+@pytest.fixture(scope="module")
+def training_data(tmp_path_factory, pipe):
+    folder = tmp_path_factory.mktemp("ar-train")
+    pipe.vq.save_pretrained(folder / "vq")
+    torch.manual_seed(0)
+    images = (torch.rand(4, 3, 16, 16) * 255).to(torch.uint8)
+    return folder, images, CAPTIONS[:4]
+
+
+def losses(path):
+    return [(r["step"], r["loss"]) for r in map(json.loads, path.read_text().splitlines())]
+
+
+def test_training_overfits_one_batch(training_data, tmp_path):
+    folder, images, captions = training_data
+    pipeline_dir = train_ar(tiny_preset(), folder / "vq", images, captions, tmp_path / "run", progress=False)
+    record = losses(tmp_path / "run" / "metrics.jsonl")
+    assert record[-1][1] < record[0][1] / 10, record[::10]
+    trained = TextToImage.from_pretrained(pipeline_dir)
+    trained.set_progress_bar_config(disable=True)
+    # It learned the data: greedy decoding of a training caption gives that image's codes back.
+    codes = trained.vq.encode(images[:1].float() / 255)
+    assert torch.equal(trained(captions[0], cfg_scale=1.0).ids, codes)
+
+
+def test_resumed_run_repeats_the_losses(training_data, tmp_path):
+    folder, images, captions = training_data
+    preset = tiny_preset(max_steps=12, caption_dropout=0.5)
+    train_ar(preset, folder / "vq", images, captions, tmp_path / "full", progress=False)
+    train_ar(preset, folder / "vq", images, captions, tmp_path / "cut", progress=False, stop_after=7)
+    train_ar(preset, folder / "vq", images, captions, tmp_path / "cut", progress=False, resume=True)
+    full, cut = dict(losses(tmp_path / "full" / "metrics.jsonl")), losses(tmp_path / "cut" / "metrics.jsonl")
+    assert [s for s, _ in cut] == [1, 2, 3, 4, 5, 6, 7, 6, 7, 8, 9, 10, 11, 12]  # restarted at checkpoint 5
+    for step, loss in cut:
+        assert loss == pytest.approx(full[step], rel=1e-6), step
+    with pytest.raises(ValueError, match="exists"):
+        train_ar(preset, folder / "vq", images, captions, tmp_path / "full", progress=False)

@@ -1,0 +1,107 @@
+"""``t2i generate``, ``t2i release`` and ``t2i train ar`` through the entry point, on a tiny untrained pipeline."""
+
+import json
+import shutil
+
+import pytest
+import torch
+from PIL import Image
+
+from ar_model.config import ARConfig
+from ar_model.model import ARDecoder
+from ar_model.pipeline import TextToImage
+from ar_model.text_tokenizer import CaptionTokenizer
+from vq.config import VQConfig
+from vq.model import VQModel
+
+from .test_cli import run
+
+CAPTIONS = ["a red circle", "the word CAT in blue at the bottom", "three green triangles", "a blue square"]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cli-ar")
+    torch.manual_seed(0)
+    tokenizer = CaptionTokenizer.train(CAPTIONS * 20, vocab_size=320, max_tokens=24)
+    vq = VQModel(VQConfig(image_size=16, base_channels=8, channel_mult=(1, 2, 2), latent_dim=8, codebook_size=32,
+                          codebook_dim=4, kmeans_init=False))
+    decoder = ARDecoder(ARConfig(text_vocab_size=tokenizer.vocab_size, codebook_size=32, grid_size=4,
+                                 max_caption_tokens=24, dim=32, n_layers=2, n_heads=4, n_kv_heads=2))
+    TextToImage(vq, tokenizer, decoder).save_pretrained(folder / "pipe")
+    shutil.copytree(folder / "pipe", folder / "broken")
+    shutil.rmtree(folder / "broken" / "decoder")
+    return folder
+
+
+def test_generate_one_prompt_grid_and_seeds(capsys, checkpoint, tmp_path):
+    ckpt = str(checkpoint / "pipe")
+    code, stdout, _ = run(capsys, "generate", "a red circle", "--out", str(tmp_path / "g.png"), "--checkpoint", ckpt,
+                          "--num-images", "4", "--sampler", "sample", "--seed", "5", "--quiet")
+    assert code == 0 and json.loads(stdout)["seeds"] == [5, 6, 7, 8]
+    assert Image.open(tmp_path / "g.png").size == (16 * 2 + 2, 16 * 2 + 2)  # 2x2 grid, 2 px apart
+    # Image i of a run uses seed + i: the second image of the grid is the first of a run at seed 6.
+    run(capsys, "generate", "a red circle", "--out", str(tmp_path / "one.png"), "--checkpoint", ckpt,
+        "--sampler", "sample", "--seed", "6", "--quiet")
+    grid, one = Image.open(tmp_path / "g.png"), Image.open(tmp_path / "one.png")
+    assert grid.crop((18, 0, 34, 16)).tobytes() == one.tobytes()
+
+
+def test_generate_from_a_prompt_file(capsys, checkpoint, tmp_path):
+    (tmp_path / "p.txt").write_text("a red circle\nthe word CAT\n\na blue square\n")
+    code, stdout, _ = run(capsys, "generate", "--prompts", str(tmp_path / "p.txt"), "--out-dir",
+                          str(tmp_path / "imgs"), "--checkpoint", str(checkpoint / "pipe"), "--num-images", "2",
+                          "--batch-size", "2", "--quiet")
+    assert code == 0 and json.loads(stdout)["num_images"] == 6
+    names = sorted(p.name for p in (tmp_path / "imgs").iterdir())
+    assert names == ["00000_0.png", "00000_1.png", "00001_0.png", "00001_1.png", "00002_0.png", "00002_1.png"]
+
+
+def test_release_writes_fp16(capsys, checkpoint, tmp_path):
+    code, stdout, _ = run(capsys, "release", "--checkpoint", str(checkpoint / "pipe"), "--out", str(tmp_path / "r"))
+    assert code == 0
+    report = json.loads(stdout)
+    assert report["dtype"] == "float16" and "decoder/model.safetensors" in report["files"]
+    original = (checkpoint / "pipe" / "decoder" / "model.safetensors").stat().st_size
+    assert report["files"]["decoder/model.safetensors"] < 0.6 * original
+    assert TextToImage.from_pretrained(tmp_path / "r").decoder.lm_head.weight.dtype == torch.float32
+
+
+BAD = [
+    (["generate", "", "--out", "{tmp}/x.png"], "prompt is empty"),
+    (["generate", "a red circle " * 10, "--out", "{tmp}/x.png"], "tokens long"),
+    (["generate", "a r\u00e9d circle", "--out", "{tmp}/x.png"], "character '\u00e9' at position 3 is not allowed"),
+    (["generate", "a red circle", "--out", "{tmp}/x.png", "--cfg-scale", "0.5"], "number >= 1, got '0.5'"),
+    (["generate", "a red circle", "--out", "{tmp}/x.png", "--top-p", "0"], "number in (0, 1], got '0'"),
+    (["generate", "a red circle", "--out", "{tmp}/x.png", "--top-p", "1.5"], "number in (0, 1], got '1.5'"),
+    (["generate", "a red circle", "--out", "{tmp}/x.png", "--top-k", "0"], "integer >= 1, got 0"),
+    (["generate", "a red circle", "--out", "{tmp}/x.png", "--temperature", "-1"], "number >= 0, got '-1'"),
+    (["generate", "a red circle", "--out", "{tmp}/x.png", "--num-images", "0"], "integer >= 1, got 0"),
+    (["generate", "a red circle", "--out", "{tmp}/x.png", "--sampler", "beam"], "invalid choice: 'beam'"),
+    (["generate", "a red circle", "--out", "{tmp}/missing/x.png"], "folder '{tmp}/missing' of"),
+    (["generate", "a red circle", "--out", "{tmp}/x.jpg"], "ending in .png"),
+    (["generate", "a red circle"], "--out FILE.png is required"),
+    (["generate", "--out", "{tmp}/x.png"], "give either PROMPT or --prompts"),
+    (["generate", "--prompts", "{tmp}/bad.txt", "--out-dir", "{tmp}/imgs"], "prompt 2 of"),
+    (["generate", "a red circle", "--out", "{tmp}/x.png", "--checkpoint", "{ckpt}/broken"], "missing ['decoder']"),
+    (["generate", "a red circle", "--out", "{tmp}/x.png", "--checkpoint", "{tmp}/nowhere"], "does not exist"),
+    (["release", "--checkpoint", "{ckpt}/broken", "--out", "{tmp}/r"], "missing ['decoder']"),
+    (["train", "ar", "--preset", "huge", "--vq", "{ckpt}/pipe/vq", "--data", "{tmp}", "--out", "{tmp}/o"],
+     "AR preset must be one of"),
+    (["train", "ar", "--vq", "{tmp}", "--data", "{tmp}", "--out", "{tmp}/o"], "has no config.json"),
+    (["train", "ar", "--vq", "{ckpt}/pipe/vq", "--data", "{tmp}", "--out", "{tmp}/o"], "train.json is missing"),
+]
+
+
+@pytest.mark.parametrize("argv, named", BAD)
+def test_bad_arguments_give_one_line_exit_2_and_no_file(capsys, checkpoint, tmp_path, argv, named):
+    (tmp_path / "bad.txt").write_text("a red circle\na red \u2603\n")
+    argv = [a.format(tmp=tmp_path, ckpt=checkpoint) for a in argv]
+    if "--checkpoint" not in argv and argv[0] == "generate":
+        argv += ["--checkpoint", str(checkpoint / "pipe")]
+    before = set(tmp_path.rglob("*"))
+    code, _, stderr = run(capsys, *argv)
+    assert code == 2
+    assert named.format(tmp=tmp_path) in stderr, stderr
+    assert stderr.count("\n") == 1 and "Traceback" not in stderr and stderr.startswith("t2i")
+    assert set(tmp_path.rglob("*")) == before
