@@ -23,10 +23,11 @@ from tools.world.vocab import BACKGROUNDS, COLOURS, SHAPES, SIZE_THRESHOLD, colo
 from .ocr import read_line
 
 COLOUR_DISTANCE = 50.0  # RGB distance a pixel may lie off the colour-background segment (half the palette gap)
-MIN_SHAPE_IOU = 0.75
-# Shapes are convex; letters that happen to fill their box (M, KI touching) are not. Measured on all words and
-# 300 scenes at 64 and 128 px, sharp and blurred: shapes >= 0.94, letters with IoU >= 0.7 at most 0.917.
-MIN_SHAPE_SOLIDITY = 0.93
+# Shape or letter? Measured on every word of up to 4 letters and 300 scenes at 64 px (sharp, 2x-blurred and
+# through the tiny VQ tokenizer): shapes' IoU >= 0.86 sharp or blurred; letters' IoU <= 0.79, and the letters
+# that come near it are less convex (solidity <= 0.86). Shapes are convex (>= 0.94 sharp).
+MIN_SHAPE_IOU = 0.82
+MIN_SHAPE_SOLIDITY = 0.88
 MIN_SHAPE_FRACTION, MAX_SHAPE_FRACTION = 0.10, 0.45  # side of a shape's bounding square over the canvas side
 # A left-aligned word of the widest kind (0.8 S) leaves gaps of 0.05 S and 0.15 S; a centred one, equal gaps.
 ALIGN_TOLERANCE = 0.05
