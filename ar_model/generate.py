@@ -25,7 +25,8 @@ def decode_one_token(model: ARDecoder, token: torch.Tensor, input_pos: torch.Ten
 
 
 def image_logits(model: ARDecoder, logits: torch.Tensor, cfg_scale: float, batch: int) -> torch.Tensor:
-    """Full-vocabulary logits (B or 2B, V) -> guided logits over the image codes only (B, codebook)."""
+    """Full-vocabulary logits (B or 2B, V) -> logits over the image codes only (B, codebook), guided when the
+    rows hold an unconditional half."""
     c = model.config
     codes = logits[:, c.image_offset:c.image_offset + c.codebook_size]
     if codes.shape[0] == 2 * batch:
@@ -33,35 +34,56 @@ def image_logits(model: ARDecoder, logits: torch.Tensor, cfg_scale: float, batch
     return codes
 
 
+def start_rows(model: ARDecoder, prompts: torch.Tensor, sampling: SamplingConfig,
+               uncond_prompts: torch.Tensor | None) -> tuple[torch.Tensor, bool]:
+    """The rows to prefill: the prompts, and the unconditional prompts below them when guidance runs at all."""
+    c = model.config
+    if prompts.ndim != 2 or prompts.shape[1] != c.prefix_len:
+        raise ValueError(f"prompts must have shape (B, {c.prefix_len}) (captions padded, then BOI), "
+                         f"got {tuple(prompts.shape)}")
+    if uncond_prompts is None:
+        if sampling.guided:
+            raise ValueError(f"cfg_scale {sampling.cfg_scale} needs uncond_prompts (null captions or a negative "
+                             "prompt)")
+        return prompts, False
+    if uncond_prompts.shape != prompts.shape:
+        raise ValueError(f"uncond_prompts must have the shape of prompts {tuple(prompts.shape)}, "
+                         f"got {tuple(uncond_prompts.shape)}")
+    if sampling.cfg_interval == 0:  # no token is guided: the unconditional half is never computed
+        return prompts, False
+    return torch.cat([prompts, uncond_prompts]), True
+
+
 @torch.no_grad()
 def generate(model: ARDecoder, prompts: torch.Tensor, sampling: SamplingConfig,
              generators: list[torch.Generator] | None = None, uncond_prompts: torch.Tensor | None = None,
-             progress: bool = False, decode_fn=decode_one_token) -> torch.Tensor:
+             fixed: torch.Tensor | None = None, progress: bool = False, decode_fn=decode_one_token) -> torch.Tensor:
     """prompts (B, prefix_len): captions and BOI -> image codes (B, image_tokens), in [0, codebook_size).
 
-    ``uncond_prompts`` (B, prefix_len) are the null captions for guidance; used when ``sampling.cfg_scale`` != 1.
-    ``decode_fn`` may be a compiled ``decode_one_token``.
+    ``uncond_prompts`` (B, prefix_len), the null captions or a negative prompt, are the unconditional half of
+    guidance; the batch is doubled whenever they are given, and shrinks back to B after ``sampling.cfg_interval``
+    tokens. ``fixed`` (B, image_tokens) holds codes to keep (-1 where the model chooses): the model reads them as
+    if it had drawn them (editing). ``decode_fn`` may be a compiled ``decode_one_token``.
     """
     c = model.config
-    batch, prefix = prompts.shape
-    if prefix != c.prefix_len:
-        raise ValueError(f"prompts must have {c.prefix_len} tokens (captions padded, then BOI), got {prefix}")
-    if sampling.guided:
-        if uncond_prompts is None or uncond_prompts.shape != prompts.shape:
-            raise ValueError("cfg_scale != 1 needs uncond_prompts of the same shape as prompts")
-        prompts = torch.cat([prompts, uncond_prompts])
-    rows = prompts.shape[0]
-    model.setup_caches(rows)
+    batch = prompts.shape[0]
+    rows, guided = start_rows(model, prompts, sampling, uncond_prompts)
+    model.setup_caches(rows.shape[0])
     device = prompts.device
     out = torch.empty(batch, c.image_tokens, dtype=torch.long, device=device)
-    logits = prefill(model, prompts, torch.arange(prefix, device=device))
-    input_pos = torch.tensor([prefix], device=device)
+    logits = prefill(model, rows, torch.arange(c.prefix_len, device=device))
+    input_pos = torch.tensor([c.prefix_len], device=device)
     for i in tqdm(range(c.image_tokens), desc="tokens", disable=not progress, leave=False):
-        code = sample(image_logits(model, logits, sampling.cfg_scale, batch), sampling, generators)
+        code = sample(image_logits(model, logits, sampling.scale_at(i, c.image_tokens), batch), sampling, generators)
+        if fixed is not None:
+            code = torch.where(fixed[:, i] >= 0, fixed[:, i], code)
         out[:, i] = code
         if i == c.image_tokens - 1:
             break
-        token = (code + c.image_offset).repeat(rows // batch)[:, None]
+        if guided and sampling.cfg_interval is not None and i + 1 >= sampling.cfg_interval:
+            model.shrink_caches(batch)  # guidance is over: the unconditional half is dropped, not merely ignored
+            guided = False
+        token = (code + c.image_offset).repeat(2 if guided else 1)[:, None]
         logits = decode_fn(model, token, input_pos)
         input_pos += 1
     return out

@@ -25,6 +25,10 @@ class KVCache(nn.Module):
         self.v[:, :, input_pos] = v
         return self.k, self.v
 
+    def shrink(self, batch_size: int) -> None:
+        """Keep the first ``batch_size`` rows (views of the same memory, no copy)."""
+        self.k, self.v = self.k[:batch_size], self.v[:batch_size]
+
     def reorder(self, index: torch.Tensor) -> None:
         """Keep the rows ``index`` (B,) of the batch, in that order (beam search)."""
         self.k.copy_(self.k.index_select(0, index))

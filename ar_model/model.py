@@ -143,6 +143,12 @@ class ARDecoder(nn.Module, PretrainedMixin):
         self.causal_mask = torch.ones(0, 0, dtype=torch.bool)
         self.cache_batch_size = 0
 
+    def shrink_caches(self, batch_size: int) -> None:
+        """Drop all but the first ``batch_size`` rows of every cache (guidance ends: the batch halves)."""
+        for layer in self.layers:
+            layer.self_attn.kv_cache.shrink(batch_size)
+        self.cache_batch_size = -1  # no longer the shape setup_caches made: the next call allocates afresh
+
     def reorder_caches(self, index: torch.Tensor) -> None:
         for layer in self.layers:
             layer.self_attn.kv_cache.reorder(index)

@@ -21,6 +21,7 @@ from vq.atomic import write_text
 from vq.model import VQModel
 from vq.serialization import CheckpointError
 
+from .beam import beam_search
 from .generate import decode_one_token, generate
 from .model import ARDecoder
 from .sampling import SamplingConfig
@@ -37,6 +38,7 @@ class TextToImageOutput:
     images: list[Image.Image]
     ids: torch.Tensor  # (N, h, w) VQ codes, N = len(prompts) * num_images
     prompts: list[str]  # the prompt of each image
+    log_probs: torch.Tensor | None = None  # (N,) with sampler="beam": each image's guided log-probability
 
 
 def _generators(generator, total: int) -> list[torch.Generator] | None:
@@ -117,29 +119,128 @@ class TextToImage:
             raise ValueError(f"num_images must be an integer >= 1, got {num_images!r}")
         return list(prompts)
 
-    @torch.no_grad()
-    def __call__(self, prompt: str | list[str], num_images: int = 1, sampler: str = "greedy",
-                 temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
-                 cfg_scale: float | None = None,
-                 generator: torch.Generator | list[torch.Generator] | None = None) -> TextToImageOutput:
-        """Generate ``num_images`` images for each prompt.
+    def _encode_prompts(self, prompts: list[str], what: str) -> list[list[int]]:
+        out = []
+        for p in prompts:
+            try:
+                out.append(self.caption_tokenizer.encode(p))
+            except ValueError as e:
+                raise ValueError(f"{what}: {e}") from None
+        return out
 
-        ``sampler="greedy"`` takes the most likely code at every step; ``"sample"`` draws from the
-        (temperature-scaled, top-k / top-p filtered) distribution with one generator per image.
-        ``cfg_scale`` > 1 turns on classifier-free guidance (1 turns it off; None: the checkpoint's default).
-        """
+    def _image_ids(self, image) -> torch.Tensor:
+        """A PIL image or a (3, S, S) / (1, 3, S, S) tensor in [0, 1] -> VQ ids (h, w)."""
+        s = self.vq.config.image_size
+        if isinstance(image, Image.Image):
+            if image.size != (s, s):
+                raise ValueError(f"image must be {s}x{s} pixels (the tokenizer's size), got {image.size[0]}x"
+                                 f"{image.size[1]}")
+            import numpy as np
+
+            image = torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1).float() / 255
+        if not isinstance(image, torch.Tensor):
+            raise ValueError(f"image must be a PIL image or a tensor, got {type(image).__name__}")
+        if image.ndim == 3:
+            image = image[None]
+        if image.shape[0] != 1:
+            raise ValueError(f"image must be one image, got a batch of {image.shape[0]}")
+        return self.vq.encode(image.to(self.device, torch.float32))[0]
+
+    @torch.no_grad()
+    def _run(self, prompt, num_images: int, sampler: str, temperature: float, top_k: int | None,
+             top_p: float | None, cfg_scale: float | None, cfg_schedule: str, cfg_interval: int | None,
+             beam_width: int, negative_prompt, generator, fixed: torch.Tensor | None = None) -> TextToImageOutput:
         prompts = self.check_inputs(prompt, num_images)
         cfg_scale = self.default_cfg_scale if cfg_scale is None else cfg_scale
-        sampling = SamplingConfig(sampler, temperature, top_k, top_p, cfg_scale)  # checks its arguments
-        pieces = [self.caption_tokenizer.encode(p) for p in prompts]  # checks every prompt before any work
+        sampling = SamplingConfig(sampler, temperature, top_k, top_p, cfg_scale, cfg_schedule, cfg_interval,
+                                  beam_width)  # checks its arguments
+        pieces = self._encode_prompts(prompts, "prompt")  # every prompt checked before any work
+        negatives = None
+        if negative_prompt is not None:
+            negatives = [negative_prompt] * len(prompts) if isinstance(negative_prompt, str) else negative_prompt
+            if not isinstance(negatives, (list, tuple)) or len(negatives) != len(prompts):
+                raise ValueError(f"negative_prompt must be a string or a list with one per prompt ({len(prompts)}), "
+                                 f"got {negative_prompt!r}")
+            negatives = self._encode_prompts(list(negatives), "negative_prompt")
         all_prompts = [p for p in prompts for _ in range(num_images)]
         generators = _generators(generator, len(all_prompts))
         c = self.decoder.config
-        prefixes = caption_prefixes(c, [ids for ids in pieces for _ in range(num_images)]).to(self.device)
-        uncond = null_prefixes(c, len(all_prompts)).to(self.device) if sampling.guided else None
-        codes = generate(self.decoder, prefixes, sampling, generators, uncond,
-                         progress=not self.progress_bar_config.get("disable", False), decode_fn=self.decode_fn)
+        repeat = (lambda rows: [r for r in rows for _ in range(num_images)])
+        prefixes = caption_prefixes(c, repeat(pieces)).to(self.device)
+        uncond = None
+        if sampling.guided:
+            uncond = (null_prefixes(c, len(all_prompts)) if negatives is None
+                      else caption_prefixes(c, repeat(negatives))).to(self.device)
+        progress = not self.progress_bar_config.get("disable", False)
+        log_probs = None
+        if sampler == "beam":
+            if fixed is not None:
+                raise ValueError("sampler='beam' does not edit images; use 'greedy' or 'sample'")
+            codes, log_probs = beam_search(self.decoder, prefixes, sampling, uncond, progress, self.decode_fn)
+        else:
+            if fixed is not None:
+                fixed = fixed.to(self.device).expand(len(all_prompts), -1)
+            codes = generate(self.decoder, prefixes, sampling, generators, uncond, fixed, progress, self.decode_fn)
         ids = codes.view(-1, c.grid_size, c.grid_size)
         pixels = self.vq.decode_ids(ids)
         arrays = (pixels * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-        return TextToImageOutput([Image.fromarray(a) for a in arrays], ids.cpu(), all_prompts)
+        return TextToImageOutput([Image.fromarray(a) for a in arrays], ids.cpu(), all_prompts,
+                                 None if log_probs is None else log_probs.cpu())
+
+    def __call__(self, prompt: str | list[str], num_images: int = 1, sampler: str = "greedy",
+                 temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+                 cfg_scale: float | None = None, cfg_schedule: str = "constant", cfg_interval: int | None = None,
+                 beam_width: int = 1, negative_prompt: str | list[str] | None = None,
+                 generator: torch.Generator | list[torch.Generator] | None = None) -> TextToImageOutput:
+        """Generate ``num_images`` images for each prompt.
+
+        ``sampler``: "greedy" takes the most likely code at every step; "sample" draws from the
+        (temperature-scaled, top-k / top-p filtered) distribution with one generator per image; "beam" keeps the
+        ``beam_width`` best sequences by guided log-probability. ``cfg_scale`` > 1 turns on classifier-free
+        guidance (1 turns it off; None: the checkpoint's default), constant or ramped linearly from 1
+        (``cfg_schedule``), for the first ``cfg_interval`` image tokens (None: all), against the null caption or
+        ``negative_prompt``.
+        """
+        return self._run(prompt, num_images, sampler, temperature, top_k, top_p, cfg_scale, cfg_schedule,
+                         cfg_interval, beam_width, negative_prompt, generator)
+
+    def complete(self, image, keep_rows: int, prompt: str, **kwargs) -> TextToImageOutput:
+        """Keep the top ``keep_rows`` token rows of ``image`` and generate the rest for ``prompt``.
+
+        ``kwargs`` are those of ``__call__`` (any sampler but beam)."""
+        ids = self._image_ids(image)
+        h, w = ids.shape
+        if isinstance(keep_rows, bool) or not isinstance(keep_rows, int) or not 0 <= keep_rows <= h:
+            raise ValueError(f"keep_rows must be an integer in [0, {h}] (token rows), got {keep_rows!r}")
+        fixed = torch.full((h, w), -1, dtype=torch.long, device=ids.device)
+        fixed[:keep_rows] = ids[:keep_rows]
+        return self._run_edit(prompt, fixed, kwargs)
+
+    def regenerate(self, image, box: tuple[int, int, int, int], prompt: str, **kwargs) -> TextToImageOutput:
+        """Regenerate the tokens whose cells overlap ``box`` = (x0, y0, x1, y1) in pixels (x1, y1 exclusive);
+        every other token of ``image`` is kept. ``kwargs`` are those of ``__call__`` (any sampler but beam)."""
+        ids = self._image_ids(image)
+        s, f = self.vq.config.image_size, self.vq.config.downsample_factor
+        if (not isinstance(box, (tuple, list)) or len(box) != 4 or not all(isinstance(v, int) for v in box)
+                or not (0 <= box[0] < box[2] <= s and 0 <= box[1] < box[3] <= s)):
+            raise ValueError(f"box must be (x0, y0, x1, y1) integers with 0 <= x0 < x1 <= {s} and "
+                             f"0 <= y0 < y1 <= {s}, got {box!r}")
+        x0, y0, x1, y1 = box
+        cells = torch.arange(ids.shape[0]) * f  # the first pixel of each token row / column
+        rows = (cells < y1) & (cells + f > y0)
+        cols = (cells < x1) & (cells + f > x0)
+        inside = (rows[:, None] & cols[None, :]).to(ids.device)
+        fixed = torch.where(inside, torch.full_like(ids, -1), ids)
+        return self._run_edit(prompt, fixed, kwargs)
+
+    def _run_edit(self, prompt: str, fixed: torch.Tensor, kwargs: dict) -> TextToImageOutput:
+        if not isinstance(prompt, str):
+            raise ValueError(f"prompt must be a string when editing an image, got {prompt!r}")
+        settings = dict(num_images=1, sampler="greedy", temperature=1.0, top_k=None, top_p=None, cfg_scale=None,
+                        cfg_schedule="constant", cfg_interval=None, beam_width=1, negative_prompt=None,
+                        generator=None)
+        unknown = sorted(set(kwargs) - set(settings))
+        if unknown:
+            raise ValueError(f"unknown arguments {unknown}; allowed: {sorted(settings)}")
+        settings.update(kwargs)
+        return self._run(prompt, fixed=fixed.flatten()[None], **settings)

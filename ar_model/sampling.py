@@ -9,7 +9,8 @@ from dataclasses import dataclass
 
 import torch
 
-SAMPLERS = ("greedy", "sample")
+SAMPLERS = ("greedy", "sample", "beam")
+CFG_SCHEDULES = ("constant", "linear")
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,9 @@ class SamplingConfig:
     top_k: int | None = None
     top_p: float | None = None
     cfg_scale: float = 1.0
+    cfg_schedule: str = "constant"  # linear: the scale ramps from 1 at the first image token to cfg_scale at the last
+    cfg_interval: int | None = None  # image tokens that get guidance (None: all); after them the batch halves
+    beam_width: int = 1  # with sampler="beam"
 
     def __post_init__(self):
         if self.sampler not in SAMPLERS:
@@ -35,6 +39,13 @@ class SamplingConfig:
         if isinstance(self.cfg_scale, bool) or not isinstance(self.cfg_scale, (int, float)) \
                 or not self.cfg_scale >= 1:
             raise ValueError(f"cfg_scale must be a number >= 1 (1 turns guidance off), got {self.cfg_scale!r}")
+        if self.cfg_schedule not in CFG_SCHEDULES:
+            raise ValueError(f"cfg_schedule must be one of {list(CFG_SCHEDULES)}, got {self.cfg_schedule!r}")
+        if self.cfg_interval is not None and (isinstance(self.cfg_interval, bool) or
+                                              not isinstance(self.cfg_interval, int) or self.cfg_interval < 0):
+            raise ValueError(f"cfg_interval must be None or an integer >= 0, got {self.cfg_interval!r}")
+        if isinstance(self.beam_width, bool) or not isinstance(self.beam_width, int) or self.beam_width < 1:
+            raise ValueError(f"beam_width must be an integer >= 1, got {self.beam_width!r}")
 
     @property
     def greedy(self) -> bool:
@@ -42,7 +53,13 @@ class SamplingConfig:
 
     @property
     def guided(self) -> bool:
-        return self.cfg_scale != 1
+        return self.cfg_scale != 1 and self.cfg_interval != 0
+
+    def scale_at(self, index: int, length: int) -> float:
+        """The guidance scale of image token ``index`` of ``length``."""
+        if self.cfg_schedule == "linear" and length > 1:
+            return 1.0 + (self.cfg_scale - 1.0) * index / (length - 1)
+        return float(self.cfg_scale)
 
 
 def guide(cond: torch.Tensor, uncond: torch.Tensor, scale: float) -> torch.Tensor:

@@ -208,7 +208,12 @@ def test_fp16_release_loads_as_float32(pipe, tmp_path):
     (dict(top_k=0, sampler="sample"), "top_k must be"),
     (dict(temperature=-1.0, sampler="sample"), "temperature must be"),
     (dict(num_images=0), "num_images must be"),
-    (dict(sampler="beam"), "sampler must be one of"),
+    (dict(sampler="nucleus"), "sampler must be one of"),
+    (dict(sampler="beam", beam_width=0), "beam_width must be"),
+    (dict(cfg_schedule="cosine"), "cfg_schedule must be one of"),
+    (dict(cfg_interval=-1), "cfg_interval must be"),
+    (dict(negative_prompt=["a", "b"]), "one per prompt"),
+    (dict(negative_prompt="blue \u2603"), "negative_prompt: prompt"),
     (dict(generator=[torch.Generator()] * 3), "one torch.Generator per image"),
     (dict(generator=5), "generator must be"),
 ])

@@ -1,0 +1,62 @@
+"""Beam search over image tokens, consistent with classifier-free guidance.
+
+Beams are ranked by the sum of log-probabilities under the *guided* distribution,
+log_softmax(uncond + s * (cond - uncond)), over the image codes. The image length is fixed, so no length
+penalty is needed. Each beam owns a conditional and an unconditional row of the KV cache; when beams are
+re-ranked both halves are reordered together, and when guidance ends (``cfg_interval``) the unconditional rows
+are dropped.
+"""
+
+from __future__ import annotations
+
+import torch
+from tqdm.auto import tqdm
+
+from .generate import decode_one_token, image_logits, prefill, start_rows
+from .model import ARDecoder
+from .sampling import SamplingConfig
+
+
+@torch.no_grad()
+def beam_search(model: ARDecoder, prompts: torch.Tensor, sampling: SamplingConfig,
+                uncond_prompts: torch.Tensor | None = None, progress: bool = False,
+                decode_fn=decode_one_token) -> tuple[torch.Tensor, torch.Tensor]:
+    """prompts (B, prefix_len) -> (codes (B, image_tokens), guided log-probability of each (B,)).
+
+    Width ``sampling.beam_width``; guidance as in ``generate`` (scale, schedule, interval, uncond prompts).
+    """
+    c = model.config
+    batch, width, n_codes = prompts.shape[0], sampling.beam_width, c.codebook_size
+    expand = (lambda t: t.repeat_interleave(width, dim=0))  # (B, ...) -> (B * W, ...), beams of a prompt adjacent
+    rows, guided = start_rows(model, expand(prompts), sampling,
+                              None if uncond_prompts is None else expand(uncond_prompts))
+    beams = batch * width
+    model.setup_caches(rows.shape[0])
+    device = prompts.device
+    logits = prefill(model, rows, torch.arange(c.prefix_len, device=device))
+    input_pos = torch.tensor([c.prefix_len], device=device)
+    # All beams of a prompt start identical: only the first may extend at step 0, or the top W would be copies.
+    scores = torch.full((batch, width), float("-inf"), device=device)
+    scores[:, 0] = 0.0
+    seqs = torch.zeros(batch, width, c.image_tokens, dtype=torch.long, device=device)
+    first_row = (torch.arange(batch, device=device) * width)[:, None]
+    for i in tqdm(range(c.image_tokens), desc="tokens (beam)", disable=not progress, leave=False):
+        logp = image_logits(model, logits, sampling.scale_at(i, c.image_tokens), beams).float().log_softmax(-1)
+        total = scores[..., None] + logp.view(batch, width, n_codes)  # (B, W, codes)
+        scores, flat = total.view(batch, -1).topk(width, dim=-1)  # (B, W)
+        parent, code = flat // n_codes, flat % n_codes
+        seqs = seqs.gather(1, parent[..., None].expand(-1, -1, c.image_tokens))
+        seqs[:, :, i] = code
+        if i == c.image_tokens - 1:
+            break
+        source = (first_row + parent).view(-1)  # the cache row each new beam continues from
+        model.reorder_caches(torch.cat([source, source + beams]) if guided else source)
+        if guided and sampling.cfg_interval is not None and i + 1 >= sampling.cfg_interval:
+            model.shrink_caches(beams)  # guidance is over: drop the unconditional rows
+            guided = False
+        token = (code.view(-1) + c.image_offset).repeat(2 if guided else 1)[:, None]
+        logits = decode_fn(model, token, input_pos)
+        input_pos += 1
+    best = scores.argmax(-1)
+    index = torch.arange(batch, device=device)
+    return seqs[index, best], scores[index, best]

@@ -1,0 +1,181 @@
+"""Beam search, guidance controls (schedule, interval, negative prompt) and editing by tokens, on tiny models."""
+
+import itertools
+
+import pytest
+import torch
+
+from ar_model.beam import beam_search
+from ar_model.config import ARConfig
+from ar_model.generate import generate
+from ar_model.model import ARDecoder
+from ar_model.sampling import SamplingConfig, guide
+from ar_model.sequence import caption_prefixes, null_prefixes
+
+from .test_ar import pipe, tokenizer  # noqa: F401  (fixtures)
+
+
+def decoder(**overrides) -> ARDecoder:
+    torch.manual_seed(0)
+    cfg = dict(text_vocab_size=20, codebook_size=16, grid_size=3, max_caption_tokens=5, dim=32, n_layers=2,
+               n_heads=4, n_kv_heads=2)
+    m = ARDecoder(ARConfig(**{**cfg, **overrides})).eval()
+    with torch.no_grad():  # a livelier random model, whose tokens depend on the caption and on guidance
+        for name, p in m.named_parameters():
+            if p.ndim == 2:
+                p.mul_(10 if name.startswith(("embed", "lm_head")) else 4)
+    return m
+
+
+def guided_log_prob(m: ARDecoder, prompt: torch.Tensor, uncond: torch.Tensor | None, codes: torch.Tensor,
+                    scale: float) -> torch.Tensor:
+    """Sum of log-probs of ``codes`` (N, L) under the guided distribution, by full forwards without a cache."""
+    c = m.config
+    m.clear_caches()
+    tokens = torch.cat([prompt.expand(len(codes), -1), codes + c.image_offset], dim=1)
+    window = slice(c.prefix_len - 1, c.prefix_len - 1 + codes.shape[1])
+    cond = m(tokens)[:, window, c.image_offset:c.image_offset + c.codebook_size]
+    if uncond is not None:
+        un = m(torch.cat([uncond.expand(len(codes), -1), codes + c.image_offset], 1))
+        cond = guide(cond, un[:, window, c.image_offset:c.image_offset + c.codebook_size], scale)
+    return cond.log_softmax(-1).gather(-1, codes[..., None]).squeeze(-1).sum(-1)
+
+
+@pytest.mark.parametrize("cfg_scale", [1.0, 3.0])
+def test_beam_width_one_equals_greedy(cfg_scale):
+    m = decoder()
+    prompts = caption_prefixes(m.config, [[1, 2], [3, 4, 5]])
+    uncond = null_prefixes(m.config, 2) if cfg_scale > 1 else None
+    greedy = generate(m, prompts, SamplingConfig("greedy", cfg_scale=cfg_scale), uncond_prompts=uncond)
+    beam, _ = beam_search(m, prompts, SamplingConfig("beam", cfg_scale=cfg_scale, beam_width=1), uncond)
+    assert torch.equal(beam, greedy)
+
+
+@pytest.mark.parametrize("cfg_scale", [1.0, 2.5])
+def test_wide_beam_finds_the_exhaustive_optimum(cfg_scale):
+    # 3 codes, 2x2 image: 81 sequences; width 27 keeps every prefix, so the search is exhaustive.
+    m = decoder(codebook_size=3, grid_size=2)
+    c = m.config
+    prompt = caption_prefixes(c, [[1, 2, 3]])
+    uncond = null_prefixes(c, 1) if cfg_scale > 1 else None
+    codes, log_prob = beam_search(m, prompt, SamplingConfig("beam", cfg_scale=cfg_scale, beam_width=27), uncond)
+    every = torch.tensor(list(itertools.product(range(3), repeat=4)))
+    scores = guided_log_prob(m, prompt, uncond, every, cfg_scale)
+    assert torch.equal(codes[0], every[scores.argmax()])
+    torch.testing.assert_close(log_prob[0], scores.max(), atol=1e-4, rtol=1e-5)
+    # A narrow beam is not guaranteed the optimum, but what it reports is its own sequence's log-prob.
+    narrow, narrow_lp = beam_search(m, prompt, SamplingConfig("beam", cfg_scale=cfg_scale, beam_width=2), uncond)
+    torch.testing.assert_close(narrow_lp[0], guided_log_prob(m, prompt, uncond, narrow, cfg_scale)[0],
+                               atol=1e-4, rtol=1e-5)
+
+
+def test_beam_log_prob_equals_full_forward_recomputation():
+    m = decoder()
+    prompts = caption_prefixes(m.config, [[1, 2], [7]])
+    uncond = null_prefixes(m.config, 2)
+    codes, log_prob = beam_search(m, prompts, SamplingConfig("beam", cfg_scale=2.0, beam_width=4), uncond)
+    for b in range(2):
+        expected = guided_log_prob(m, prompts[b:b + 1], uncond[b:b + 1], codes[b:b + 1], 2.0)
+        torch.testing.assert_close(log_prob[b], expected[0], atol=1e-4, rtol=1e-5)
+
+
+@pytest.mark.parametrize("sampler", ["greedy", "sample"])
+def test_cfg_interval_zero_is_unguided_and_full_is_plain_cfg(sampler):
+    m = decoder()
+    c = m.config
+    prompts, uncond = caption_prefixes(c, [[1, 2], [3]]), null_prefixes(c, 2)
+
+    def run(**kw):
+        gens = [torch.Generator().manual_seed(s) for s in (3, 4)]
+        return generate(m, prompts, SamplingConfig(sampler, cfg_scale=3.0, **kw), gens, uncond)
+
+    unguided = generate(m, prompts, SamplingConfig(sampler), [torch.Generator().manual_seed(s) for s in (3, 4)])
+    assert torch.equal(run(cfg_interval=0), unguided)
+    assert torch.equal(run(cfg_interval=c.image_tokens), run())
+    assert not torch.equal(run(), unguided)
+    partial = run(cfg_interval=4)
+    assert torch.equal(partial[:, :4], run()[:, :4])  # the first tokens are guided as in plain CFG
+
+
+def test_cfg_interval_shrinks_the_batch():
+    m = decoder()
+    c = m.config
+    prompts, uncond = caption_prefixes(c, [[1, 2], [3]]), null_prefixes(c, 2)
+    batches = []
+    original = m.forward
+
+    def spy(idx, input_pos=None):
+        batches.append(idx.shape[0])
+        return original(idx, input_pos)
+
+    m.forward = spy
+    generate(m, prompts, SamplingConfig("greedy", cfg_scale=3.0, cfg_interval=3), uncond_prompts=uncond)
+    # The prefill and the steps that give the logits of tokens 1 and 2 run 4 rows; from then on only the 2
+    # conditional rows run (one forward per image token after the first).
+    assert batches == [4, 4, 4] + [2] * (c.image_tokens - 3)
+
+
+def test_linear_schedule_ramps_from_one():
+    s = SamplingConfig(cfg_scale=5.0, cfg_schedule="linear")
+    assert [s.scale_at(i, 5) for i in range(5)] == [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert SamplingConfig(cfg_scale=5.0).scale_at(0, 5) == 5.0
+    m = decoder()
+    prompts, uncond = caption_prefixes(m.config, [[1, 2]]), null_prefixes(m.config, 1)
+    ramped = generate(m, prompts, SamplingConfig(cfg_scale=4.0, cfg_schedule="linear"), uncond_prompts=uncond)
+    unguided = generate(m, prompts, SamplingConfig())
+    assert ramped[0, 0] == unguided[0, 0]  # scale 1 at the first token
+
+
+def test_negative_prompt_replaces_the_null_caption(pipe):  # noqa: F811
+    c, tok = pipe.decoder.config, pipe.caption_tokenizer
+    prompts = caption_prefixes(c, [tok.encode("a red circle")])
+    # Plain CFG is guidance against the null caption; a negative prompt takes exactly its place.
+    plain = pipe("a red circle", cfg_scale=3.0).ids.flatten(1)
+    assert torch.equal(plain, generate(pipe.decoder, prompts, SamplingConfig(cfg_scale=3.0),
+                                       uncond_prompts=null_prefixes(c, 1)))
+    negative = pipe("a red circle", cfg_scale=3.0, negative_prompt="a blue square").ids.flatten(1)
+    assert torch.equal(negative, generate(pipe.decoder, prompts, SamplingConfig(cfg_scale=3.0),
+                                          uncond_prompts=caption_prefixes(c, [tok.encode("a blue square")])))
+    assert not torch.equal(plain, negative)
+
+
+def test_complete_keeps_the_given_rows(pipe):  # noqa: F811
+    source = pipe("the word CAT", sampler="sample", generator=torch.Generator().manual_seed(0))
+    image = source.images[0]
+    ids = pipe._image_ids(image)
+    for keep in (0, 2, 4):
+        out = pipe.complete(image, keep_rows=keep, prompt="a red circle", sampler="sample",
+                            generator=torch.Generator().manual_seed(1))
+        assert out.ids.shape == (1, 4, 4)
+        assert torch.equal(out.ids[0, :keep], ids[:keep])
+    assert not torch.equal(pipe.complete(image, keep_rows=0, prompt="a red circle", sampler="sample",
+                                         generator=torch.Generator().manual_seed(1)).ids[0], ids)
+
+
+def test_regenerate_changes_no_token_outside_the_box(pipe):  # noqa: F811
+    image = pipe("a blue square", sampler="sample", generator=torch.Generator().manual_seed(0)).images[0]
+    ids = pipe._image_ids(image)
+    box = (5, 0, 11, 7)  # 16 px image, 4 px cells: columns 1-2, rows 0-1
+    inside = torch.zeros(4, 4, dtype=torch.bool)
+    inside[0:2, 1:3] = True
+    changed = torch.zeros(4, 4, dtype=torch.bool)
+    for seed in range(4):
+        out = pipe.regenerate(image, box=box, prompt="a red circle", sampler="sample",
+                              generator=torch.Generator().manual_seed(seed))
+        assert torch.equal(out.ids[0][~inside], ids[~inside])
+        changed |= out.ids[0] != ids
+    assert changed[inside].any()  # and the box itself is regenerated
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda p, im: p.complete(im, keep_rows=5, prompt="a red circle"), r"keep_rows must be an integer in \[0, 4\]"),
+    (lambda p, im: p.complete(im.resize((32, 32)), keep_rows=1, prompt="a red circle"), "must be 16x16 pixels"),
+    (lambda p, im: p.regenerate(im, box=(4, 4, 4, 8), prompt="a red circle"), "box must be"),
+    (lambda p, im: p.regenerate(im, box=(0, 0, 17, 8), prompt="a red circle"), "box must be"),
+    (lambda p, im: p.complete(im, keep_rows=1, prompt="a red circle", sampler="beam"), "does not edit"),
+    (lambda p, im: p.complete(im, keep_rows=1, prompt="a red circle", colour="red"), "unknown arguments"),
+])
+def test_editing_rejects_bad_arguments(pipe, call, match):  # noqa: F811
+    image = pipe("a red circle").images[0]
+    with pytest.raises(ValueError, match=match):
+        call(pipe, image)
