@@ -31,7 +31,7 @@ def decoder(**overrides) -> ARDecoder:
 
 @pytest.fixture(scope="module")
 def tokenizer() -> CaptionTokenizer:
-    return CaptionTokenizer.train(CAPTIONS * 20, vocab_size=320, max_tokens=16)
+    return CaptionTokenizer.train(CAPTIONS * 20, vocab_size=448, max_tokens=32)
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,7 @@ def pipe(tokenizer) -> TextToImage:
     vq = VQModel(VQConfig(image_size=16, base_channels=8, channel_mult=(1, 2, 2), latent_dim=8, codebook_size=32,
                           codebook_dim=4, kmeans_init=False)).eval()
     dec = ARDecoder(ARConfig(text_vocab_size=tokenizer.vocab_size, codebook_size=32, grid_size=4,
-                             max_caption_tokens=16, **SMALL)).eval()
+                             max_caption_tokens=32, **SMALL)).eval()
     p = TextToImage(vq, tokenizer, dec)
     p.set_progress_bar_config(disable=True)
     return p
@@ -145,7 +145,7 @@ def test_words_are_spelled_letter_by_letter(tokenizer):
 
 @pytest.mark.parametrize("text, match", [
     ("", "empty"), ("   ", "empty"), ("a red circl\u00e9", "not allowed"), ("a red \u2603", "not allowed"),
-    ("a red circle " * 10, "tokens long"), (None, "must be a string"),
+    ("a red circle " * 20, "tokens long"), (None, "must be a string"),
 ])
 def test_tokenizer_rejects_bad_text(tokenizer, text, match):
     with pytest.raises(ValueError, match=match):
@@ -198,7 +198,7 @@ def test_fp16_release_loads_as_float32(pipe, tmp_path):
 
 @pytest.mark.parametrize("kwargs, match", [
     (dict(prompt=""), "prompt is empty"),
-    (dict(prompt="a red circle " * 10), "tokens long"),
+    (dict(prompt="a red circle " * 20), "tokens long"),
     (dict(prompt="a r\u00e9d circle"), "not allowed"),
     (dict(prompt=[]), "non-empty list"),
     (dict(prompt=3), "prompt must be"),

@@ -30,6 +30,9 @@ def checkpoint(tmp_path_factory):
                                  max_caption_tokens=24, dim=32, n_layers=2, n_heads=4, n_kv_heads=2))
     TextToImage(vq, tokenizer, decoder).save_pretrained(folder / "pipe")
     shutil.copytree(folder / "pipe", folder / "broken")
+    Image.new("RGB", (16, 16), (255, 0, 0)).save(folder / "img16.png")
+    Image.new("RGB", (32, 32), (255, 0, 0)).save(folder / "img32.png")
+    (folder / "notimage.png").write_text("not a png")
     shutil.rmtree(folder / "broken" / "decoder")
     return folder
 
@@ -67,6 +70,23 @@ def test_release_writes_fp16(capsys, checkpoint, tmp_path):
     assert TextToImage.from_pretrained(tmp_path / "r").decoder.lm_head.weight.dtype == torch.float32
 
 
+def test_edit_and_export_commands(capsys, checkpoint, tmp_path):
+    ckpt = str(checkpoint / "pipe")
+    code, stdout, _ = run(capsys, "edit", "regenerate", str(checkpoint / "img16.png"), "--prompt", "a red circle",
+                          "--box", "0", "0", "8", "8", "--out", str(tmp_path / "e.png"), "--checkpoint", ckpt,
+                          "--sampler", "sample", "--quiet")
+    assert code == 0 and Image.open(tmp_path / "e.png").size == (16, 16)
+    code, stdout, _ = run(capsys, "edit", "complete", str(checkpoint / "img16.png"), "--prompt", "a red circle",
+                          "--keep-rows", "2", "--out", str(tmp_path / "c.png"), "--checkpoint", ckpt, "--quiet")
+    assert code == 0 and json.loads(stdout)["edit"] == "complete"
+    code, stdout, _ = run(capsys, "export", "transformers", "--checkpoint", ckpt, "--out", str(tmp_path / "hf"))
+    assert code == 0 and "model.safetensors" in json.loads(stdout)["files"]
+    code, _, _ = run(capsys, "generate", "a red circle", "--out", str(tmp_path / "b.png"), "--checkpoint", ckpt,
+                     "--sampler", "beam", "--beam-width", "3", "--cfg-scale", "2", "--cfg-interval", "5",
+                     "--negative-prompt", "a blue square", "--quiet")
+    assert code == 0 and (tmp_path / "b.png").exists()
+
+
 BAD = [
     (["generate", "", "--out", "{tmp}/x.png"], "prompt is empty"),
     (["generate", "a red circle " * 10, "--out", "{tmp}/x.png"], "tokens long"),
@@ -77,7 +97,26 @@ BAD = [
     (["generate", "a red circle", "--out", "{tmp}/x.png", "--top-k", "0"], "integer >= 1, got 0"),
     (["generate", "a red circle", "--out", "{tmp}/x.png", "--temperature", "-1"], "number >= 0, got '-1'"),
     (["generate", "a red circle", "--out", "{tmp}/x.png", "--num-images", "0"], "integer >= 1, got 0"),
-    (["generate", "a red circle", "--out", "{tmp}/x.png", "--sampler", "beam"], "invalid choice: 'beam'"),
+    (["generate", "a red circle", "--out", "{tmp}/x.png", "--sampler", "nucleus"], "invalid choice: 'nucleus'"),
+    (["generate", "a red circle", "--out", "{tmp}/x.png", "--sampler", "beam", "--beam-width", "0"],
+     "integer >= 1, got 0"),
+    (["generate", "a red circle", "--out", "{tmp}/x.png", "--cfg-interval", "-2"], "integer >= 0, got -2"),
+    (["generate", "a red circle", "--out", "{tmp}/x.png", "--cfg-schedule", "cosine"], "invalid choice: 'cosine'"),
+    (["generate", "a red circle", "--out", "{tmp}/x.png", "--cfg-scale", "3", "--negative-prompt", "\u00e9"],
+     "negative_prompt: prompt"),
+    (["edit", "complete", "{ckpt}/img16.png", "--prompt", "a red circle", "--keep-rows", "9", "--out",
+      "{tmp}/x.png", "--checkpoint", "{ckpt}/pipe"], "--keep-rows: keep_rows must be an integer in [0, 4]"),
+    (["edit", "complete", "{ckpt}/img32.png", "--prompt", "a red circle", "--keep-rows", "1", "--out",
+      "{tmp}/x.png", "--checkpoint", "{ckpt}/pipe"], "IMAGE: image must be 16x16 pixels"),
+    (["edit", "complete", "{ckpt}/notimage.png", "--prompt", "a red circle", "--keep-rows", "1", "--out",
+      "{tmp}/x.png", "--checkpoint", "{ckpt}/pipe"], "cannot read"),
+    (["edit", "regenerate", "{ckpt}/img16.png", "--prompt", "a red circle", "--box", "0", "0", "20", "4", "--out",
+      "{tmp}/x.png", "--checkpoint", "{ckpt}/pipe"], "--box: box must be"),
+    (["edit", "regenerate", "{ckpt}/img16.png", "--prompt", "a red circle", "--box", "0", "0", "4", "--out",
+      "{tmp}/x.png", "--checkpoint", "{ckpt}/pipe"], "expected 4 arguments"),
+    (["edit", "complete", "{ckpt}/img16.png", "--prompt", "a red circle", "--keep-rows", "1", "--sampler", "beam",
+      "--out", "{tmp}/x.png", "--checkpoint", "{ckpt}/pipe"], "does not edit"),
+    (["export", "transformers", "--checkpoint", "{ckpt}/broken", "--out", "{tmp}/hf"], "missing ['decoder']"),
     (["generate", "a red circle", "--out", "{tmp}/missing/x.png"], "folder '{tmp}/missing' of"),
     (["generate", "a red circle", "--out", "{tmp}/x.jpg"], "ending in .png"),
     (["generate", "a red circle"], "--out FILE.png is required"),

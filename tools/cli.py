@@ -283,8 +283,7 @@ def cmd_generate(args) -> None:
         raise UsageError("--out-dir DIR is required with --prompts")
     pipe = _pipeline(args.checkpoint)
     pipe.set_progress_bar_config(disable=args.quiet)
-    kwargs = dict(sampler=args.sampler, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                  cfg_scale=args.cfg_scale if args.cfg_scale is not None else pipe.default_cfg_scale)
+    kwargs = _sampling_kwargs(args, pipe)
     if args.prompt is not None:
         out = pipe(args.prompt, num_images=args.num_images,
                    generator=_seeded_generators(args.seed, args.num_images), **kwargs)
@@ -320,6 +319,50 @@ def cmd_generate(args) -> None:
     _print_json({"images": str(args.out_dir), "num_prompts": len(prompts), "num_images": len(files), **kwargs})
 
 
+def _read_image(path: Path):
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        return Image.open(path).convert("RGB")
+    except (UnidentifiedImageError, OSError) as e:
+        raise UsageError(f"IMAGE: cannot read {str(path)!r} as an image ({e})") from None
+
+
+def cmd_edit(args) -> None:
+    from vq.atomic import atomic_path
+
+    pipe = _pipeline(args.checkpoint)
+    pipe.set_progress_bar_config(disable=args.quiet)
+    image = _read_image(args.image)
+    kwargs = _sampling_kwargs(args, pipe)
+    generator = _seeded_generators(args.seed, 1)
+    try:
+        if args.edit_command == "complete":
+            out = pipe.complete(image, keep_rows=args.keep_rows, prompt=args.prompt, generator=generator, **kwargs)
+        else:
+            out = pipe.regenerate(image, box=tuple(args.box), prompt=args.prompt, generator=generator, **kwargs)
+    except ValueError as e:
+        name = {"keep_rows": "--keep-rows", "box": "--box", "image": "IMAGE"}
+        message = str(e)
+        for key, flag in name.items():
+            if message.startswith(key):
+                raise UsageError(f"{flag}: {message}") from None
+        raise
+    with atomic_path(args.out) as tmp:
+        out.images[0].save(tmp, format="PNG")
+    _print_json({"image": str(args.out), "edit": args.edit_command, "prompt": args.prompt, "seed": args.seed,
+                 **{k: v for k, v in kwargs.items() if k != "negative_prompt"}})
+
+
+def cmd_export(args) -> None:
+    from ar_model.export import export_llama
+
+    pipe = _pipeline(args.checkpoint)
+    out = export_llama(pipe.decoder, args.out, caption_tokenizer_dir=args.checkpoint / "caption_tokenizer")
+    _print_json({"export": str(out), "format": "transformers LlamaForCausalLM",
+                 "files": sorted(p.name for p in out.iterdir())})
+
+
 def cmd_release(args) -> None:
     import torch
 
@@ -330,6 +373,34 @@ def cmd_release(args) -> None:
 
 
 # --- parser --------------------------------------------------------------------------------------------------
+
+def _add_sampling_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", type=_existing_dir, default=DEFAULT_CHECKPOINT,
+                   help=f"pipeline folder (default: the shipped {DEFAULT_CHECKPOINT})")
+    p.add_argument("--sampler", choices=("greedy", "sample", "beam"), default="greedy",
+                   help="greedy: most likely token each step; sample: draw from the distribution; beam: keep the "
+                        "--beam-width best sequences by guided log-probability (default: greedy)")
+    p.add_argument("--beam-width", type=_int_at_least(1), default=4, help="with --sampler beam (default: 4)")
+    p.add_argument("--temperature", type=_float_in("temperature", 0, None), default=1.0,
+                   help="with --sampler sample: softmax temperature, >= 0 (default: 1.0)")
+    p.add_argument("--top-k", type=_int_at_least(1), help="with --sampler sample: keep the k most likely tokens")
+    p.add_argument("--top-p", type=_float_in("top-p", 0, 1, open_low=True),
+                   help="with --sampler sample: keep the smallest set of tokens holding this probability, in (0, 1]")
+    p.add_argument("--cfg-scale", type=_float_in("cfg-scale", 1, None), default=None,
+                   help="classifier-free guidance scale, >= 1; 1 turns it off (default: the checkpoint's)")
+    p.add_argument("--cfg-schedule", choices=("constant", "linear"), default="constant",
+                   help="constant scale, or a linear ramp from 1 at the first image token (default: constant)")
+    p.add_argument("--cfg-interval", type=_int_at_least(0),
+                   help="guide only the first N image tokens, then drop the unconditional half (default: all)")
+    p.add_argument("--negative-prompt", help="guide away from this prompt instead of the null caption")
+
+
+def _sampling_kwargs(args, pipe) -> dict:
+    return dict(sampler=args.sampler, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                cfg_scale=args.cfg_scale if args.cfg_scale is not None else pipe.default_cfg_scale,
+                cfg_schedule=args.cfg_schedule, cfg_interval=args.cfg_interval,
+                beam_width=args.beam_width if args.sampler == "beam" else 1, negative_prompt=args.negative_prompt)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
@@ -445,22 +516,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=_output_file(".png"), help="PNG to write (its folder must exist)")
     p.add_argument("--prompts", type=_existing_file, help="text file, one prompt per line (instead of PROMPT)")
     p.add_argument("--out-dir", type=Path, help="with --prompts: folder for the PNGs (created if missing)")
-    p.add_argument("--checkpoint", type=_existing_dir, default=DEFAULT_CHECKPOINT,
-                   help=f"pipeline folder (default: the shipped {DEFAULT_CHECKPOINT})")
     p.add_argument("--num-images", type=_int_at_least(1), default=1, help="images per prompt (default: 1)")
-    p.add_argument("--sampler", choices=("greedy", "sample"), default="greedy",
-                   help="greedy: most likely token each step; sample: draw from the distribution (default: greedy)")
-    p.add_argument("--temperature", type=_float_in("temperature", 0, None), default=1.0,
-                   help="with --sampler sample: softmax temperature, >= 0 (default: 1.0)")
-    p.add_argument("--top-k", type=_int_at_least(1), help="with --sampler sample: keep the k most likely tokens")
-    p.add_argument("--top-p", type=_float_in("top-p", 0, 1, open_low=True),
-                   help="with --sampler sample: keep the smallest set of tokens holding this probability, in (0, 1]")
-    p.add_argument("--cfg-scale", type=_float_in("cfg-scale", 1, None), default=None,
-                   help="classifier-free guidance scale, >= 1; 1 turns it off (default: the checkpoint's)")
+    _add_sampling_arguments(p)
     p.add_argument("--seed", type=int, default=0, help="seed of the first image (default: 0)")
     p.add_argument("--batch-size", type=_int_at_least(1), default=16, help="with --prompts: prompts per batch")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_generate)
+
+    edit = sub.add_parser("edit", help="edit an image by its tokens",
+                          description="Edit an image by its tokens with a trained pipeline: keep some tokens of "
+                                      "IMAGE and generate the others for --prompt.")
+    edit_sub = edit.add_subparsers(dest="edit_command", required=True, parser_class=_Parser, metavar="HOW")
+    for name, text in (("complete", "keep the top --keep-rows token rows of IMAGE and generate the rest"),
+                       ("regenerate", "regenerate the tokens inside --box and keep every other token")):
+        p = edit_sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+        p.add_argument("image", type=_existing_file, help="PNG of the pipeline's size (64x64 for tiny)")
+        p.add_argument("--prompt", required=True, help="what the edited image should show")
+        if name == "complete":
+            p.add_argument("--keep-rows", type=_int_at_least(0), required=True,
+                           help="token rows to keep from the top (0 .. grid size; a tiny token row is 4 px)")
+        else:
+            p.add_argument("--box", type=int, nargs=4, required=True, metavar=("X0", "Y0", "X1", "Y1"),
+                           help="pixels; X1 and Y1 exclusive; every token whose cell overlaps it is regenerated")
+        p.add_argument("--out", type=_output_file(".png"), required=True, help="PNG to write")
+        p.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
+        p.add_argument("--quiet", action="store_true", help="no progress bar")
+        _add_sampling_arguments(p)
+        p.set_defaults(func=cmd_edit)
+
+    export = sub.add_parser("export", help="export the decoder to another library",
+                            description="Export the decoder of a pipeline for other engines.")
+    export_sub = export.add_subparsers(dest="export_command", required=True, parser_class=_Parser, metavar="TO")
+    p = export_sub.add_parser("transformers", help="a LlamaForCausalLM folder that transformers loads as is",
+                              description="Write config.json + model.safetensors (LlamaForCausalLM), "
+                                          "generation_config.json, the caption tokenizer and t2i_layout.json (how "
+                                          "to build the input ids) into OUT.")
+    p.add_argument("--checkpoint", type=_existing_dir, default=DEFAULT_CHECKPOINT,
+                   help=f"pipeline folder (default: the shipped {DEFAULT_CHECKPOINT})")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("release", help="write a pipeline in fp16 for shipping",
                        description="Copy a pipeline folder (VQ, caption tokenizer, decoder) with its weights "

@@ -1,0 +1,67 @@
+"""The exported folder is a plain transformers LlamaForCausalLM that computes what our decoder computes."""
+
+import pytest
+import torch
+
+from ar_model.export import export_llama
+from ar_model.generate import generate
+from ar_model.sampling import SamplingConfig
+from ar_model.sequence import caption_prefixes
+
+from .test_ar import pipe, tokenizer  # noqa: F401  (fixtures)
+
+transformers = pytest.importorskip("transformers")
+
+PROMPTS = ["a red circle", "the word CAT in blue at the bottom", "three green triangles", "a blue square",
+           "a small yellow diamond to the left of a large purple square", "the word DOG on a black background",
+           "two orange diamonds", "a pink circle at the top left"]
+
+
+@pytest.fixture(scope="module")
+def exported(pipe, tmp_path_factory):  # noqa: F811
+    folder = tmp_path_factory.mktemp("export")
+    export_llama(pipe.decoder, folder, caption_tokenizer_dir=None)
+    model = transformers.LlamaForCausalLM.from_pretrained(folder, torch_dtype=torch.float32).eval()
+    return folder, model
+
+
+def prompts_tensor(pipe):  # noqa: F811
+    return caption_prefixes(pipe.decoder.config, [pipe.caption_tokenizer.encode(p) for p in PROMPTS])
+
+
+def test_logits_equal_ours_on_8_prompts(pipe, exported):  # noqa: F811
+    _, hf = exported
+    c = pipe.decoder.config
+    prompts = prompts_tensor(pipe)
+    codes = torch.randint(0, c.codebook_size, (len(PROMPTS), c.image_tokens))
+    seq = torch.cat([prompts, codes + c.image_offset], dim=1)
+    pipe.decoder.clear_caches()
+    with torch.no_grad():
+        ours = pipe.decoder(seq)
+        theirs = hf(input_ids=seq).logits.float()
+    assert ours.shape == theirs.shape
+    assert (ours - theirs).abs().max().item() < 1e-4
+
+
+def test_greedy_tokens_identical_to_transformers_generate(pipe, exported):  # noqa: F811
+    _, hf = exported
+    c = pipe.decoder.config
+    prompts = prompts_tensor(pipe)
+    ours = generate(pipe.decoder, prompts, SamplingConfig("greedy"))
+    with torch.no_grad():
+        out = hf.generate(input_ids=prompts, attention_mask=torch.ones_like(prompts), do_sample=False,
+                          max_new_tokens=c.image_tokens, min_new_tokens=c.image_tokens,
+                          suppress_tokens=list(range(c.image_offset)))  # ours picks among image codes only
+    assert torch.equal(out[:, c.prefix_len:] - c.image_offset, ours)
+
+
+def test_export_folder_contents(pipe, tmp_path):  # noqa: F811
+    import json
+
+    pipe.caption_tokenizer.save_pretrained(tmp_path / "tok")
+    export_llama(pipe.decoder, tmp_path / "hf", caption_tokenizer_dir=tmp_path / "tok")
+    names = sorted(p.name for p in (tmp_path / "hf").iterdir())
+    assert names == ["config.json", "generation_config.json", "model.safetensors", "spiece.model",
+                     "t2i_layout.json", "tokenizer_config.json"]
+    layout = json.loads((tmp_path / "hf" / "t2i_layout.json").read_text())
+    assert layout["image_offset"] == pipe.decoder.config.image_offset
