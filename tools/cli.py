@@ -200,6 +200,20 @@ def cmd_bench_data(args) -> None:
     _print_json(bench_data(args.num, args.sizes))
 
 
+def cmd_bench_decode(args) -> None:
+    import torch
+
+    from ar_model.pipeline import TextToImage
+    from tools.bench_decode import bench_decode
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device: 'cuda' was asked for but torch sees no GPU; use --device cpu")
+    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[args.dtype]
+    pipe = TextToImage.from_pretrained(args.checkpoint, device=args.device, dtype=dtype)
+    _print_json(bench_decode(pipe, rounds=args.rounds, compile_decode=not args.no_compile,
+                             hf=not args.no_transformers, dtype=dtype))
+
+
 def cmd_train_vq(args) -> None:
     from tools.shards import read_split
     from vq.config import VQPreset
@@ -571,6 +585,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num", type=_int_at_least(10), default=500, help="scenes per size (default: 500)")
     p.add_argument("--sizes", type=_int_at_least(48), nargs="+", default=[64, 128], help="canvas sides")
     p.set_defaults(func=cmd_bench_data)
+    p = bench_sub.add_parser("decode", help="our decode loop vs transformers.generate, ms per token",
+                             description="Greedy decoding with our static-cache loop against transformers.generate "
+                                         "on the exported weights (identical tokens asserted first): ms per token at "
+                                         "batch 1 and 8, CFG on vs off, beam W=4, eager vs torch.compile.")
+    p.add_argument("--checkpoint", type=_existing_dir, default=DEFAULT_CHECKPOINT,
+                   help=f"pipeline folder (default: the shipped {DEFAULT_CHECKPOINT})")
+    p.add_argument("--rounds", type=_int_at_least(1), default=3, help="timed rounds per variant (default: 3)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="default: cpu")
+    p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32", help="default: float32")
+    p.add_argument("--no-compile", action="store_true", help="skip the torch.compile variants")
+    p.add_argument("--no-transformers", action="store_true", help="skip transformers.generate")
+    p.set_defaults(func=cmd_bench_decode)
     return parser
 
 
