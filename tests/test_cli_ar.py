@@ -117,6 +117,8 @@ BAD = [
     (["edit", "complete", "{ckpt}/img16.png", "--prompt", "a red circle", "--keep-rows", "1", "--sampler", "beam",
       "--out", "{tmp}/x.png", "--checkpoint", "{ckpt}/pipe"], "does not edit"),
     (["export", "transformers", "--checkpoint", "{ckpt}/broken", "--out", "{tmp}/hf"], "missing ['decoder']"),
+    (["bench", "decode", "--checkpoint", "{ckpt}/pipe", "--rounds", "0"], "integer >= 1, got 0"),
+    (["bench", "decode", "--checkpoint", "{ckpt}/pipe", "--dtype", "int8"], "invalid choice: 'int8'"),
     (["generate", "a red circle", "--out", "{tmp}/missing/x.png"], "folder '{tmp}/missing' of"),
     (["generate", "a red circle", "--out", "{tmp}/x.jpg"], "ending in .png"),
     (["generate", "a red circle"], "--out FILE.png is required"),

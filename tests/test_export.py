@@ -65,3 +65,14 @@ def test_export_folder_contents(pipe, tmp_path):  # noqa: F811
                      "t2i_layout.json", "tokenizer_config.json"]
     layout = json.loads((tmp_path / "hf" / "t2i_layout.json").read_text())
     assert layout["image_offset"] == pipe.decoder.config.image_offset
+
+
+def test_decode_benchmark_runs_and_reports_ratios(pipe):  # noqa: F811
+    from tools.bench_decode import bench_decode
+
+    report = bench_decode(pipe, rounds=1, compile_decode=False)
+    assert report["identical_greedy_tokens_vs_transformers"] is True
+    for name in ("ours_b1", "ours_b8", "ours_b1_cfg", "ours_b8_cfg", "ours_b1_beam4_cfg", "transformers_b1",
+                 "transformers_b8"):
+        assert report["results"][name]["seconds"] > 0
+    assert report["ratios"]["transformers_over_ours_b1"] > 0 and report["ratios"]["eager_over_compiled_b1"] is None
