@@ -15,19 +15,13 @@ classifier-free guidance) is NULL followed by PADs.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from vq.config import dataclass_from_dict
+
 SPECIAL_TOKENS = ("pad", "boi", "eoi", "null")
-
-
-def _from_dict(cls, d: dict):
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(d) - known)
-    if unknown:
-        raise ValueError(f"unknown {cls.__name__} keys {unknown}; allowed: {sorted(known)}")
-    return cls(**d)
 
 
 @dataclass(frozen=True)
@@ -106,7 +100,7 @@ class ARConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ARConfig":
-        return _from_dict(cls, d)
+        return dataclass_from_dict(cls, d)
 
 
 @dataclass(frozen=True)
@@ -140,7 +134,7 @@ class ARTrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ARTrainConfig":
-        return _from_dict(cls, d)
+        return dataclass_from_dict(cls, d)
 
 
 @dataclass(frozen=True)

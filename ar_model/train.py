@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from vq.atomic import atomic_path, write_text
 from vq.checkpoint import load_checkpoint, save_checkpoint
 from vq.model import VQModel
-from vq.train import batch_indices, learning_rate, state_digest
+from vq.train import append_metrics, batch_indices, finish_run, learning_rate
 
 from .config import ARPreset
 from .model import ARDecoder
@@ -154,9 +154,7 @@ def train_ar(preset: ARPreset, vq_dir: str | Path, images: torch.Tensor, caption
         if step % cfg.log_every == 0 or step == cfg.max_steps:
             record = {"step": step, "loss": loss.item(), "lr": optimizer.param_groups[0]["lr"],
                       "images_per_s": seen / (time.monotonic() - start)}
-            if accelerator.is_main_process:
-                with metrics_file.open("a") as f:
-                    f.write(json.dumps(record) + "\n")
+            append_metrics(accelerator, metrics_file, record)
             bar.set_postfix(loss=f"{record['loss']:.3f}", img_s=f"{record['images_per_s']:.1f}")
         bar.update()
         if step % cfg.checkpoint_every == 0 and accelerator.is_main_process:
@@ -165,10 +163,6 @@ def train_ar(preset: ARPreset, vq_dir: str | Path, images: torch.Tensor, caption
             bar.close()
             return out_dir / "pipeline"
     bar.close()
-    (out_dir / f"weights-rank{rank}.sha256").write_text(state_digest(accelerator.unwrap_model(model)))
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        save_checkpoint(ckpt_path, accelerator.unwrap_model(model), optimizer, step)
-        TextToImage(vq, tokenizer, accelerator.unwrap_model(model)).save_pretrained(out_dir / "pipeline")
-    accelerator.wait_for_everyone()
+    finish_run(accelerator, model, optimizer, ckpt_path, step,
+               lambda m: TextToImage(vq, tokenizer, m).save_pretrained(out_dir / "pipeline"))
     return out_dir / "pipeline"

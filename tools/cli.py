@@ -388,9 +388,13 @@ def cmd_release(args) -> None:
 
 # --- parser --------------------------------------------------------------------------------------------------
 
-def _add_sampling_arguments(p: argparse.ArgumentParser) -> None:
+def _checkpoint_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", type=_existing_dir, default=DEFAULT_CHECKPOINT,
                    help=f"pipeline folder (default: the shipped {DEFAULT_CHECKPOINT})")
+
+
+def _add_sampling_arguments(p: argparse.ArgumentParser) -> None:
+    _checkpoint_argument(p)
     p.add_argument("--sampler", choices=("greedy", "sample", "beam"), default="greedy",
                    help="greedy: most likely token each step; sample: draw from the distribution; beam: keep the "
                         "--beam-width best sequences by guided log-probability (default: greedy)")
@@ -565,8 +569,7 @@ def build_parser() -> argparse.ArgumentParser:
                               description="Write config.json + model.safetensors (LlamaForCausalLM), "
                                           "generation_config.json, the caption tokenizer and t2i_layout.json (how "
                                           "to build the input ids) into OUT.")
-    p.add_argument("--checkpoint", type=_existing_dir, default=DEFAULT_CHECKPOINT,
-                   help=f"pipeline folder (default: the shipped {DEFAULT_CHECKPOINT})")
+    _checkpoint_argument(p)
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.set_defaults(func=cmd_export)
 
@@ -589,8 +592,7 @@ def build_parser() -> argparse.ArgumentParser:
                              description="Greedy decoding with our static-cache loop against transformers.generate "
                                          "on the exported weights (identical tokens asserted first): ms per token at "
                                          "batch 1 and 8, CFG on vs off, beam W=4, eager vs torch.compile.")
-    p.add_argument("--checkpoint", type=_existing_dir, default=DEFAULT_CHECKPOINT,
-                   help=f"pipeline folder (default: the shipped {DEFAULT_CHECKPOINT})")
+    _checkpoint_argument(p)
     p.add_argument("--rounds", type=_int_at_least(1), default=3, help="timed rounds per variant (default: 3)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="default: cpu")
     p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32", help="default: float32")

@@ -16,7 +16,8 @@ from pathlib import Path
 QUANTIZERS = ("vq", "fsq")
 
 
-def _from_dict(cls, d: dict):
+def dataclass_from_dict(cls, d: dict):
+    """``cls(**d)``, but an unknown key is an error that names it and the allowed keys."""
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(d) - known)
     if unknown:
@@ -86,7 +87,7 @@ class VQConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "VQConfig":
-        return _from_dict(cls, d)
+        return dataclass_from_dict(cls, d)
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,7 @@ class VQTrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "VQTrainConfig":
-        return _from_dict(cls, d)
+        return dataclass_from_dict(cls, d)
 
 
 @dataclass(frozen=True)

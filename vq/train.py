@@ -51,6 +51,25 @@ def state_digest(model: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
+def append_metrics(accelerator: Accelerator, path: Path, record: dict) -> None:
+    if accelerator.is_main_process:
+        with path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+def finish_run(accelerator: Accelerator, model: torch.nn.Module, optimizer: torch.optim.Optimizer, ckpt_path: Path,
+               step: int, save_final) -> None:
+    """End a run: each process records a digest of its replica (so a run can prove they agree), then the main
+    process writes the last checkpoint and calls ``save_final(unwrapped_model)``."""
+    unwrapped = accelerator.unwrap_model(model)
+    (ckpt_path.parent / f"weights-rank{accelerator.process_index}.sha256").write_text(state_digest(unwrapped))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        save_checkpoint(ckpt_path, unwrapped, optimizer, step)
+        save_final(unwrapped)
+    accelerator.wait_for_everyone()
+
+
 def learning_rate(step: int, base: float, warmup: int, total: int) -> float:
     """Linear warm-up, then cosine decay to 10% of ``base``."""
     if step < warmup:
@@ -120,9 +139,7 @@ def train_vq(preset: VQPreset, images: torch.Tensor, out_dir: str | Path, max_mi
             record = {"step": step, "loss": loss.item(), **parts, "usage": stats["usage"],
                       "images_per_s": seen / (time.monotonic() - start)}
             counts.zero_()
-            if accelerator.is_main_process:
-                with metrics_file.open("a") as f:
-                    f.write(json.dumps(record) + "\n")
+            append_metrics(accelerator, metrics_file, record)
             bar.set_postfix(loss=f"{record['loss']:.4f}", usage=f"{record['usage']:.2f}",
                             img_s=f"{record['images_per_s']:.0f}")
         bar.update()
@@ -132,11 +149,5 @@ def train_vq(preset: VQPreset, images: torch.Tensor, out_dir: str | Path, max_mi
             bar.close()
             return out_dir / "model"
     bar.close()
-    # Each process records a digest of its replica (weights and EMA codebook), so a run can prove they agree.
-    (out_dir / f"weights-rank{rank}.sha256").write_text(state_digest(accelerator.unwrap_model(model)))
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        save_checkpoint(ckpt_path, accelerator.unwrap_model(model), optimizer, step)
-        accelerator.unwrap_model(model).save_pretrained(out_dir / "model")
-    accelerator.wait_for_everyone()
+    finish_run(accelerator, model, optimizer, ckpt_path, step, lambda m: m.save_pretrained(out_dir / "model"))
     return out_dir / "model"
