@@ -41,7 +41,7 @@ class TextToImageOutput:
     log_probs: torch.Tensor | None = None  # (N,) with sampler="beam": each image's guided log-probability
 
 
-def _generators(generator, total: int) -> list[torch.Generator] | None:
+def per_image_generators(generator, total: int) -> list[torch.Generator] | None:
     """None, one generator (split into one per image), or a list with one per image."""
     if generator is None:
         return None
@@ -163,7 +163,7 @@ class TextToImage:
                                  f"got {negative_prompt!r}")
             negatives = self._encode_prompts(list(negatives), "negative_prompt")
         all_prompts = [p for p in prompts for _ in range(num_images)]
-        generators = _generators(generator, len(all_prompts))
+        generators = per_image_generators(generator, len(all_prompts))
         c = self.decoder.config
         repeat = (lambda rows: [r for r in rows for _ in range(num_images)])
         prefixes = caption_prefixes(c, repeat(pieces)).to(self.device)

@@ -29,6 +29,16 @@ def checkpoint(tmp_path_factory):
     decoder = ARDecoder(ARConfig(text_vocab_size=tokenizer.vocab_size, codebook_size=32, grid_size=4,
                                  max_caption_tokens=24, dim=32, n_layers=2, n_heads=4, n_kv_heads=2))
     TextToImage(vq, tokenizer, decoder).save_pretrained(folder / "pipe")
+    shutil.copytree(folder / "pipe", folder / "full")
+    from hybrid.baseline import DiffusionBaseline
+    from hybrid.config import BaselineConfig, RefinerConfig
+    from hybrid.refiner import Refiner
+
+    unet = dict(image_size=16, block_out_channels=(8, 16), norm_num_groups=4)
+    Refiner(RefinerConfig(**unet)).save_pretrained(folder / "full" / "refiner")
+    DiffusionBaseline(BaselineConfig(**unet, attention_head_dim=8, text_vocab_size=tokenizer.vocab_size,
+                                     max_caption_tokens=24, text_dim=16, text_layers=1, text_heads=2)
+                      ).save_pretrained(folder / "full" / "baseline")
     shutil.copytree(folder / "pipe", folder / "broken")
     Image.new("RGB", (16, 16), (255, 0, 0)).save(folder / "img16.png")
     Image.new("RGB", (32, 32), (255, 0, 0)).save(folder / "img32.png")
@@ -58,6 +68,16 @@ def test_generate_from_a_prompt_file(capsys, checkpoint, tmp_path):
     assert code == 0 and json.loads(stdout)["num_images"] == 6
     names = sorted(p.name for p in (tmp_path / "imgs").iterdir())
     assert names == ["00000_0.png", "00000_1.png", "00001_0.png", "00001_1.png", "00002_0.png", "00002_1.png"]
+
+
+@pytest.mark.parametrize("mode, extra", [("hybrid", ["--refine-steps", "2"]), ("diffusion", ["--steps", "3"])])
+def test_generate_modes(capsys, checkpoint, tmp_path, mode, extra):
+    argv = ["generate", "a red circle", "--checkpoint", str(checkpoint / "full"), "--mode", mode, "--quiet",
+            "--num-images", "2", "--seed", "3", *extra]
+    code, stdout, _ = run(capsys, *argv, "--out", str(tmp_path / "a.png"))
+    assert code == 0, stdout
+    run(capsys, *argv, "--out", str(tmp_path / "b.png"))
+    assert Image.open(tmp_path / "a.png").tobytes() == Image.open(tmp_path / "b.png").tobytes()  # same seed
 
 
 def test_release_writes_fp16(capsys, checkpoint, tmp_path):
@@ -118,6 +138,18 @@ BAD = [
       "--out", "{tmp}/x.png", "--checkpoint", "{ckpt}/pipe"], "does not edit"),
     (["export", "transformers", "--checkpoint", "{ckpt}/broken", "--out", "{tmp}/hf"], "missing ['decoder']"),
     (["bench", "decode", "--checkpoint", "{ckpt}/pipe", "--rounds", "0"], "integer >= 1, got 0"),
+    (["generate", "a red circle", "--out", "{tmp}/x.png", "--mode", "hybrid", "--checkpoint", "{ckpt}/pipe"],
+     "has no refiner/ folder"),
+    (["generate", "a red circle", "--out", "{tmp}/x.png", "--mode", "diffusion", "--checkpoint", "{ckpt}/pipe"],
+     "has no baseline/ folder"),
+    (["generate", "a red circle", "--out", "{tmp}/x.png", "--mode", "diffusion", "--sampler", "sample",
+      "--checkpoint", "{ckpt}/full"], "--mode diffusion samples with DPM-Solver++"),
+    (["generate", "a red circle", "--out", "{tmp}/x.png", "--mode", "hybrid", "--refine-strength", "2",
+      "--checkpoint", "{ckpt}/full"], "number in [0, 1], got '2'"),
+    (["generate", "a red circle", "--out", "{tmp}/x.png", "--mode", "gan"], "invalid choice: 'gan'"),
+    (["train", "refiner", "--data", "{tmp}", "--vq", "{tmp}/nowhere", "--out", "{tmp}/o"], "does not exist"),
+    (["train", "diffusion", "--preset", "huge", "--data", "{tmp}", "--tokenizer", "{tmp}", "--out", "{tmp}/o"],
+     "diffusion preset must be one of"),
     (["bench", "decode", "--checkpoint", "{ckpt}/pipe", "--dtype", "int8"], "invalid choice: 'int8'"),
     (["generate", "a red circle", "--out", "{tmp}/missing/x.png"], "folder '{tmp}/missing' of"),
     (["generate", "a red circle", "--out", "{tmp}/x.jpg"], "ending in .png"),

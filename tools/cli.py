@@ -200,6 +200,67 @@ def cmd_bench_data(args) -> None:
     _print_json(bench_data(args.num, args.sizes))
 
 
+def _encode_captions(tokenizer, captions: list[str], pad_id: int, length: int):
+    import torch
+
+    out = torch.full((len(captions), length), pad_id, dtype=torch.long)
+    for row, text in enumerate(captions):
+        ids = tokenizer.encode(text)
+        if len(ids) > length:
+            raise UsageError(f"--preset: training caption {row} is {len(ids)} tokens; max_caption_tokens is {length}")
+        out[row, :len(ids)] = torch.tensor(ids)
+    return out
+
+
+def cmd_train_diffusion(args) -> None:
+    """``t2i train refiner`` and ``t2i train diffusion``."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from hybrid.train import DiffusionPreset, train_diffusion
+    from tools.shards import read_split
+    from vq.atomic import atomic_path
+
+    kind = args.train_command  # "refiner" or "diffusion"
+    preset = DiffusionPreset.from_name(kind, args.preset)
+    images, captions = read_split(args.data, "train", preset.train.num_train)
+    overrides = {}
+    if kind == "refiner":
+        from vq.model import VQModel
+
+        vq = VQModel.from_pretrained(args.vq)
+        if vq.config.image_size != images.shape[-1]:
+            raise UsageError(f"--vq: the tokenizer takes {vq.config.image_size} px images but --data holds "
+                             f"{images.shape[-1]} px")
+        cache = args.out / "conditions.safetensors"
+        if cache.exists() and len(load_file(str(cache))["conditions"]) == len(images):
+            conditions = load_file(str(cache))["conditions"]
+        else:  # the VQ reconstructions the refiner learns to improve, made once per run folder
+            from tqdm.auto import tqdm
+
+            parts = []
+            with torch.no_grad():
+                for start in tqdm(range(0, len(images), 256), desc="VQ reconstructions"):
+                    x = images[start:start + 256].float() / 255
+                    parts.append((vq.decode_ids(vq.encode(x)) * 255).round().to(torch.uint8))
+            conditions = torch.cat(parts)
+            args.out.mkdir(parents=True, exist_ok=True)
+            with atomic_path(cache) as tmp:
+                save_file({"conditions": conditions}, str(tmp))
+    else:
+        from ar_model.text_tokenizer import CaptionTokenizer
+
+        tokenizer = CaptionTokenizer.from_pretrained(args.tokenizer)
+        overrides = {"text_vocab_size": tokenizer.vocab_size}
+        length = preset.model.get("max_caption_tokens", 32)
+        conditions = _encode_captions(tokenizer, captions, tokenizer.vocab_size, length)
+        args.out.mkdir(parents=True, exist_ok=True)
+        tokenizer.save_pretrained(args.out / "caption_tokenizer")
+    model_dir = train_diffusion(preset, overrides, images, conditions, args.out, max_minutes=args.max_minutes,
+                                resume=args.resume)
+    _print_json({"model": str(model_dir)})
+
+
 def cmd_bench_decode(args) -> None:
     import torch
 
@@ -285,6 +346,28 @@ def _seeded_generators(seed: int, count: int):
     return [torch.Generator().manual_seed(seed + i) for i in range(count)]
 
 
+def _mode_pipeline(args):
+    """The pipeline of --mode and the keyword arguments of its call."""
+    if args.mode == "ar":
+        pipe = _pipeline(args.checkpoint)
+        return pipe, _sampling_kwargs(args, pipe)
+    if args.mode == "hybrid":
+        from hybrid.pipeline import HybridPipeline
+
+        pipe = HybridPipeline.from_pretrained(args.checkpoint)
+        return pipe, {**_sampling_kwargs(args, pipe.ar), "refine_steps": args.refine_steps,
+                      "refine_strength": args.refine_strength}
+    from hybrid.pipeline import DiffusionBaselinePipeline
+
+    if args.sampler != "greedy" or args.cfg_schedule != "constant" or args.cfg_interval is not None \
+            or args.negative_prompt is not None:
+        raise UsageError("--mode diffusion samples with DPM-Solver++ (--steps, --cfg-scale); --sampler, "
+                         "--cfg-schedule, --cfg-interval and --negative-prompt are for --mode ar and hybrid")
+    pipe = DiffusionBaselinePipeline.from_pretrained(args.checkpoint)
+    return pipe, {"cfg_scale": args.cfg_scale if args.cfg_scale is not None else pipe.default_cfg_scale,
+                  "num_inference_steps": args.steps}
+
+
 def cmd_generate(args) -> None:
     from tools.grid import image_grid
     from vq.atomic import atomic_path
@@ -295,9 +378,8 @@ def cmd_generate(args) -> None:
         raise UsageError("--out FILE.png is required with a PROMPT")
     if args.prompts is not None and args.out_dir is None:
         raise UsageError("--out-dir DIR is required with --prompts")
-    pipe = _pipeline(args.checkpoint)
+    pipe, kwargs = _mode_pipeline(args)
     pipe.set_progress_bar_config(disable=args.quiet)
-    kwargs = _sampling_kwargs(args, pipe)
     if args.prompt is not None:
         out = pipe(args.prompt, num_images=args.num_images,
                    generator=_seeded_generators(args.seed, args.num_images), **kwargs)
@@ -312,7 +394,7 @@ def cmd_generate(args) -> None:
         raise UsageError(f"--prompts: file {str(args.prompts)!r} holds no prompts")
     for number, prompt in enumerate(prompts, 1):  # every prompt checked before the first image is made
         try:
-            pipe.caption_tokenizer.encode(prompt)
+            (pipe.ar if args.mode == "hybrid" else pipe).caption_tokenizer.encode(prompt)
         except ValueError as e:
             raise UsageError(f"--prompts: prompt {number} of {str(args.prompts)!r}: {e}") from None
     args.out_dir.mkdir(parents=True, exist_ok=True)
@@ -508,6 +590,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.safetensors")
     p.set_defaults(func=cmd_train_ar)
 
+    for name, text in (("refiner", "train the diffusion refiner (hybrid mode) on VQ reconstructions"),
+                       ("diffusion", "train the diffusion-only baseline on the same captions")):
+        p = train_sub.add_parser(name, help=text,
+                                 description=text[0].upper() + text[1:] + ", through accelerate. Writes "
+                                             "OUT/checkpoint.safetensors every few hundred steps (atomically), "
+                                             "OUT/metrics.jsonl and, at the end, OUT/model.")
+        p.add_argument("--preset", default="tiny",
+                       help=f"a preset name from configs/{name} or a "
+                            "JSON file")
+        p.add_argument("--data", type=_existing_dir, required=True, help="folder made by 't2i data make'")
+        if name == "refiner":
+            p.add_argument("--vq", type=_existing_dir, required=True, help="VQ model folder (t2i train vq)")
+        else:
+            p.add_argument("--tokenizer", type=_existing_dir, required=True,
+                           help="caption tokenizer folder of the AR run (e.g. runs/ar-tiny/caption_tokenizer)")
+        p.add_argument("--out", type=Path, required=True, help="output folder")
+        p.add_argument("--max-minutes", type=float, help="stop (and write the model) after this many minutes")
+        p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.safetensors")
+        p.set_defaults(func=cmd_train_diffusion)
+
     evaluate = sub.add_parser("eval", help="evaluate a model", description="Evaluate a trained model; prints JSON.")
     eval_sub = evaluate.add_subparsers(dest="eval_command", required=True, parser_class=_Parser, metavar="MODEL")
     p = eval_sub.add_parser("vq", help="evaluate the VQ tokenizer on fresh scenes",
@@ -535,6 +637,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompts", type=_existing_file, help="text file, one prompt per line (instead of PROMPT)")
     p.add_argument("--out-dir", type=Path, help="with --prompts: folder for the PNGs (created if missing)")
     p.add_argument("--num-images", type=_int_at_least(1), default=1, help="images per prompt (default: 1)")
+    p.add_argument("--mode", choices=("ar", "hybrid", "diffusion"), default="ar",
+                   help="ar: the autoregressive model; hybrid: AR, then the diffusion refiner; diffusion: the "
+                        "diffusion-only baseline (default: ar)")
+    p.add_argument("--refine-steps", type=_int_at_least(0), default=4,
+                   help="with --mode hybrid: refiner steps; 0 returns the AR image (default: 4)")
+    p.add_argument("--refine-strength", type=_float_in("refine-strength", 0, 1), default=0.3,
+                   help="with --mode hybrid: noise level the refiner starts from, in [0, 1] (default: 0.3)")
+    p.add_argument("--steps", type=_int_at_least(1), default=20,
+                   help="with --mode diffusion: DPM-Solver++ steps (default: 20)")
     _add_sampling_arguments(p)
     p.add_argument("--seed", type=int, default=0, help="seed of the first image (default: 0)")
     p.add_argument("--batch-size", type=_int_at_least(1), default=16, help="with --prompts: prompts per batch")

@@ -1,0 +1,108 @@
+"""The diffusion-only baseline: a ``diffusers`` ``UNet2DConditionModel`` with cross-attention over a small caption
+encoder trained from scratch on the same captions, with the same caption tokenizer, as the AR model.
+
+Classifier-free guidance as in the AR model: captions are dropped to the null caption (NULL, then PADs) in
+training, and sampling doubles the batch. Sampled with DPM-Solver++.
+"""
+
+from __future__ import annotations
+
+import torch
+from diffusers import UNet2DConditionModel
+from diffusers.utils.torch_utils import randn_tensor
+from torch import nn
+
+from vq.serialization import PretrainedMixin
+
+from .config import BaselineConfig
+from .refiner import make_scheduler
+
+
+class CaptionEncoder(nn.Module):
+    """Caption pieces (B, L) -> per-token features (B, L, D): embeddings, learned positions, a pre-norm
+    transformer encoder (``torch.nn.TransformerEncoder``)."""
+
+    def __init__(self, vocab_size: int, max_len: int, dim: int, layers: int, heads: int):
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, dim)
+        self.position = nn.Parameter(torch.zeros(max_len, dim))
+        layer = nn.TransformerEncoderLayer(dim, heads, 4 * dim, dropout=0.0, activation="gelu", batch_first=True,
+                                           norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(dim)
+        nn.init.normal_(self.position, std=0.02)
+
+    def forward(self, ids: torch.Tensor, pad_mask: torch.Tensor) -> torch.Tensor:
+        x = self.embed(ids) + self.position[: ids.shape[1]]
+        return self.norm(self.encoder(x, src_key_padding_mask=pad_mask))
+
+
+class DiffusionBaseline(nn.Module, PretrainedMixin):
+    config_class = BaselineConfig
+
+    def __init__(self, config: BaselineConfig):
+        super().__init__()
+        self.config = config
+        self.text = CaptionEncoder(config.text_vocab_size + 2, config.max_caption_tokens, config.text_dim,
+                                   config.text_layers, config.text_heads)
+        levels = len(config.block_out_channels)
+        self.unet = UNet2DConditionModel(
+            sample_size=config.image_size, in_channels=3, out_channels=3,
+            block_out_channels=config.block_out_channels, layers_per_block=config.layers_per_block,
+            down_block_types=("DownBlock2D",) + ("CrossAttnDownBlock2D",) * (levels - 1),
+            up_block_types=("CrossAttnUpBlock2D",) * (levels - 1) + ("UpBlock2D",),
+            norm_num_groups=config.norm_num_groups, cross_attention_dim=config.text_dim,
+            attention_head_dim=config.attention_head_dim,
+        )
+
+    def captions(self, pieces: list[list[int]]) -> torch.Tensor:
+        """Caption piece ids -> (B, max_caption_tokens) ids, PAD-filled."""
+        c = self.config
+        out = torch.full((len(pieces), c.max_caption_tokens), c.pad_id, dtype=torch.long)
+        for row, ids in enumerate(pieces):
+            if len(ids) > c.max_caption_tokens:
+                raise ValueError(f"caption {row} has {len(ids)} tokens; at most {c.max_caption_tokens} fit")
+            out[row, :len(ids)] = torch.as_tensor(ids, dtype=torch.long)
+        return out
+
+    def null_captions(self, batch: int) -> torch.Tensor:
+        out = torch.full((batch, self.config.max_caption_tokens), self.config.pad_id, dtype=torch.long)
+        out[:, 0] = self.config.null_id
+        return out
+
+    def encode_text(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        pad = ids == self.config.pad_id
+        return self.text(ids, pad), ~pad
+
+    def forward(self, noisy: torch.Tensor, t: torch.Tensor, caption_ids: torch.Tensor) -> torch.Tensor:
+        """noisy (B, 3, S, S) in [-1, 1], t (B,), caption_ids (B, L) -> prediction (B, 3, S, S)."""
+        states, keep = self.encode_text(caption_ids)
+        return self.unet(noisy, t, encoder_hidden_states=states, encoder_attention_mask=keep.float()).sample
+
+    def scheduler(self):
+        return make_scheduler(self.config)
+
+    @torch.no_grad()
+    def sample(self, caption_ids: torch.Tensor, steps: int = 20, cfg_scale: float = 3.0,
+               generator: torch.Generator | list[torch.Generator] | None = None, progress: bool = False):
+        """caption_ids (B, L) -> images (B, 3, S, S) in [0, 1], ``steps`` DPM-Solver++ steps."""
+        from tqdm.auto import tqdm
+
+        c = self.config
+        batch, device = caption_ids.shape[0], caption_ids.device
+        scheduler = self.scheduler()
+        scheduler.set_timesteps(steps, device=device)
+        guided = cfg_scale != 1
+        ids = torch.cat([caption_ids, self.null_captions(batch).to(device)]) if guided else caption_ids
+        states, keep = self.encode_text(ids)  # the captions do not change across steps: encode once
+        x = randn_tensor((batch, 3, c.image_size, c.image_size), generator=generator, device=device,
+                         dtype=states.dtype) * scheduler.init_noise_sigma
+        for t in tqdm(scheduler.timesteps, desc="denoising", disable=not progress, leave=False):
+            inputs = torch.cat([x, x]) if guided else x
+            prediction = self.unet(inputs, t.repeat(len(inputs)), encoder_hidden_states=states,
+                                   encoder_attention_mask=keep.float()).sample
+            if guided:
+                cond, uncond = prediction.chunk(2)
+                prediction = uncond + cfg_scale * (cond - uncond)
+            x = scheduler.step(prediction, t, x, generator=generator).prev_sample
+        return ((x + 1) / 2).clamp(0, 1)

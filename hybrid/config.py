@@ -1,0 +1,90 @@
+"""Typed configs of the diffusion refiner and of the diffusion-only baseline (both ``diffusers`` UNets)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from vq.config import dataclass_from_dict
+
+PREDICTION_TYPES = ("epsilon", "v_prediction")
+
+
+def _check_unet(cfg) -> None:
+    object.__setattr__(cfg, "block_out_channels", tuple(cfg.block_out_channels))
+    for name in ("image_size", "layers_per_block", "norm_num_groups", "num_train_timesteps"):
+        if not isinstance(getattr(cfg, name), int) or getattr(cfg, name) < 1:
+            raise ValueError(f"{name} must be a positive integer, got {getattr(cfg, name)!r}")
+    if not cfg.block_out_channels or any(c % cfg.norm_num_groups for c in cfg.block_out_channels):
+        raise ValueError(f"block_out_channels must be multiples of norm_num_groups {cfg.norm_num_groups}, "
+                         f"got {cfg.block_out_channels!r}")
+    if cfg.image_size % 2 ** (len(cfg.block_out_channels) - 1):
+        raise ValueError(f"image_size {cfg.image_size} must be divisible by 2 ** (len(block_out_channels) - 1)")
+    if cfg.prediction_type not in PREDICTION_TYPES:
+        raise ValueError(f"prediction_type must be one of {list(PREDICTION_TYPES)}, got {cfg.prediction_type!r}")
+
+
+@dataclass(frozen=True)
+class RefinerConfig:
+    """A ``UNet2DModel`` that denoises an image given the VQ decoding of its tokens (6 input channels)."""
+
+    image_size: int = 64
+    block_out_channels: tuple[int, ...] = (32, 64, 128)
+    layers_per_block: int = 1
+    norm_num_groups: int = 8
+    num_train_timesteps: int = 1000
+    beta_schedule: str = "squaredcos_cap_v2"
+    prediction_type: str = "epsilon"
+
+    def __post_init__(self):
+        _check_unet(self)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RefinerConfig":
+        return dataclass_from_dict(cls, d)
+
+
+@dataclass(frozen=True)
+class BaselineConfig:
+    """A ``UNet2DConditionModel`` with cross-attention over a small caption encoder trained from scratch."""
+
+    image_size: int = 64
+    block_out_channels: tuple[int, ...] = (32, 64, 128)
+    layers_per_block: int = 1
+    norm_num_groups: int = 8
+    attention_head_dim: int = 16
+    num_train_timesteps: int = 1000
+    beta_schedule: str = "squaredcos_cap_v2"
+    prediction_type: str = "epsilon"
+    # caption encoder
+    text_vocab_size: int = 448  # the caption tokenizer's pieces; PAD and NULL are added after them
+    max_caption_tokens: int = 32
+    text_dim: int = 128
+    text_layers: int = 2
+    text_heads: int = 4
+
+    def __post_init__(self):
+        _check_unet(self)
+        for name in ("attention_head_dim", "text_vocab_size", "max_caption_tokens", "text_dim", "text_layers",
+                     "text_heads"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if self.text_dim % self.text_heads:
+            raise ValueError(f"text_dim {self.text_dim} must be a multiple of text_heads {self.text_heads}")
+
+    @property
+    def pad_id(self) -> int:
+        return self.text_vocab_size
+
+    @property
+    def null_id(self) -> int:
+        return self.text_vocab_size + 1
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "BaselineConfig":
+        return dataclass_from_dict(cls, d)

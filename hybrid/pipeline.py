@@ -1,0 +1,121 @@
+"""Pipelines of the hybrid mode (AR tokens -> VQ decode -> diffusion refiner) and of the diffusion-only baseline.
+
+Both load from the same checkpoint folder as ``TextToImage`` (``refiner/`` and ``baseline/`` beside ``vq/``,
+``caption_tokenizer/`` and ``decoder/``) and return the same output type.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from ar_model.pipeline import TextToImage, TextToImageOutput, per_image_generators
+from ar_model.text_tokenizer import CaptionTokenizer
+from vq.serialization import CheckpointError
+
+from .baseline import DiffusionBaseline
+from .refiner import Refiner
+
+DEFAULT_REFINE_STEPS = 4
+DEFAULT_REFINE_STRENGTH = 0.3
+DEFAULT_DIFFUSION_STEPS = 20
+
+
+def _to_pil(images: torch.Tensor) -> list[Image.Image]:
+    arrays = (images * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    return [Image.fromarray(a) for a in arrays]
+
+
+def _from_pil(images: list[Image.Image], device) -> torch.Tensor:
+    import numpy as np
+
+    return torch.stack([torch.from_numpy(np.array(im)).permute(2, 0, 1) for im in images]).to(device).float() / 255
+
+
+def _component(path: Path, name: str, cls):
+    if not (path / name).is_dir():
+        raise CheckpointError(f"checkpoint {str(path)!r} has no {name}/ folder (train it with 't2i train {name}')")
+    return cls.from_pretrained(path / name)
+
+
+class HybridPipeline:
+    """``TextToImage`` for layout and text, then the refiner for detail. Same call as ``TextToImage`` plus
+    ``refine_steps`` (0 returns the AR image unchanged) and ``refine_strength`` (how much noise to start from)."""
+
+    def __init__(self, text_to_image: TextToImage, refiner: Refiner):
+        if refiner.config.image_size != text_to_image.vq.config.image_size:
+            raise ValueError(f"the refiner works on {refiner.config.image_size} px images but the AR pipeline "
+                             f"makes {text_to_image.vq.config.image_size} px")
+        self.ar, self.refiner = text_to_image, refiner.eval()
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device=None) -> "HybridPipeline":
+        path = Path(path)
+        return cls(TextToImage.from_pretrained(path, device=device), _component(path, "refiner", Refiner).to(device))
+
+    def set_progress_bar_config(self, disable: bool = False) -> None:
+        self.ar.set_progress_bar_config(disable=disable)
+
+    @torch.no_grad()
+    def __call__(self, prompt, num_images: int = 1, refine_steps: int = DEFAULT_REFINE_STEPS,
+                 refine_strength: float = DEFAULT_REFINE_STRENGTH, generator=None, **kwargs) -> TextToImageOutput:
+        if isinstance(refine_steps, bool) or not isinstance(refine_steps, int) or refine_steps < 0:
+            raise ValueError(f"refine_steps must be an integer >= 0, got {refine_steps!r}")
+        if isinstance(refine_strength, bool) or not isinstance(refine_strength, (int, float)) \
+                or not 0 <= refine_strength <= 1:
+            raise ValueError(f"refine_strength must be a number in [0, 1], got {refine_strength!r}")
+        prompts = self.ar.check_inputs(prompt, num_images)
+        generators = per_image_generators(generator, len(prompts) * num_images)
+        out = self.ar(prompts, num_images=num_images, generator=generators, **kwargs)
+        if refine_steps == 0:
+            return out
+        images = _from_pil(out.images, self.ar.device)
+        refined = self.refiner.refine(images, refine_steps, refine_strength, generators)
+        return TextToImageOutput(_to_pil(refined), out.ids, out.prompts, out.log_probs)
+
+
+class DiffusionBaselinePipeline:
+    """The diffusion-only baseline, called like ``TextToImage`` where it applies (no sampler choice: DPM-Solver++
+    with ``num_inference_steps`` steps)."""
+
+    def __init__(self, caption_tokenizer: CaptionTokenizer, baseline: DiffusionBaseline,
+                 default_cfg_scale: float = 3.0):
+        if caption_tokenizer.vocab_size != baseline.config.text_vocab_size:
+            raise ValueError(f"the baseline reads {baseline.config.text_vocab_size} caption pieces but the caption "
+                             f"tokenizer has {caption_tokenizer.vocab_size}")
+        self.caption_tokenizer, self.baseline = caption_tokenizer, baseline.eval()
+        self.default_cfg_scale = default_cfg_scale
+        self.progress = True
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device=None) -> "DiffusionBaselinePipeline":
+        path = Path(path)
+        tokenizer = _component(path, "caption_tokenizer", CaptionTokenizer)
+        return cls(tokenizer, _component(path, "baseline", DiffusionBaseline).to(device))
+
+    def set_progress_bar_config(self, disable: bool = False) -> None:
+        self.progress = not disable
+
+    @torch.no_grad()
+    def __call__(self, prompt, num_images: int = 1, cfg_scale: float | None = None,
+                 num_inference_steps: int = DEFAULT_DIFFUSION_STEPS, generator=None) -> TextToImageOutput:
+        prompts = [prompt] if isinstance(prompt, str) else prompt
+        if not isinstance(prompts, (list, tuple)) or not prompts or not all(isinstance(p, str) for p in prompts):
+            raise ValueError(f"prompt must be a string or a non-empty list of strings, got {prompt!r}")
+        if isinstance(num_images, bool) or not isinstance(num_images, int) or num_images < 1:
+            raise ValueError(f"num_images must be an integer >= 1, got {num_images!r}")
+        cfg_scale = self.default_cfg_scale if cfg_scale is None else cfg_scale
+        if isinstance(cfg_scale, bool) or not isinstance(cfg_scale, (int, float)) or cfg_scale < 1:
+            raise ValueError(f"cfg_scale must be a number >= 1 (1 turns guidance off), got {cfg_scale!r}")
+        if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) \
+                or num_inference_steps < 1:
+            raise ValueError(f"num_inference_steps must be an integer >= 1, got {num_inference_steps!r}")
+        pieces = [self.caption_tokenizer.encode(p) for p in prompts]
+        all_prompts = [p for p in prompts for _ in range(num_images)]
+        generators = per_image_generators(generator, len(all_prompts))
+        device = next(self.baseline.parameters()).device
+        ids = self.baseline.captions([ids for ids in pieces for _ in range(num_images)]).to(device)
+        images = self.baseline.sample(ids, num_inference_steps, cfg_scale, generators, progress=self.progress)
+        return TextToImageOutput(_to_pil(images), torch.empty(0), all_prompts)

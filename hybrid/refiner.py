@@ -1,0 +1,87 @@
+"""The diffusion refiner: a ``diffusers`` ``UNet2DModel`` that denoises an image conditioned on the VQ decoding of
+its tokens (condition concatenated to the noisy input), sampled from a partly noised condition with DPM-Solver++.
+
+Refinement is img2img with a condition: noise the AR image to the level ``strength`` (0: none, 1: pure noise),
+then take ``steps`` solver steps down to a clean image, the UNet seeing the AR image at every step.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from diffusers import DPMSolverMultistepScheduler, UNet2DModel
+from diffusers.utils.torch_utils import randn_tensor
+from torch import nn
+
+from vq.serialization import PretrainedMixin
+
+from .config import RefinerConfig
+
+
+def make_scheduler(config) -> DPMSolverMultistepScheduler:
+    return DPMSolverMultistepScheduler(num_train_timesteps=config.num_train_timesteps,
+                                       beta_schedule=config.beta_schedule, prediction_type=config.prediction_type,
+                                       algorithm_type="dpmsolver++")
+
+
+def diffusion_target(scheduler, clean: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """What the UNet learns to predict: the noise, or v (Salimans & Ho 2022)."""
+    if scheduler.config.prediction_type == "epsilon":
+        return noise
+    return scheduler.get_velocity(clean, noise, t)
+
+
+def check_images(images: torch.Tensor, size: int, name: str = "images") -> None:
+    if not isinstance(images, torch.Tensor) or images.ndim != 4 or tuple(images.shape[1:]) != (3, size, size):
+        got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise ValueError(f"{name} must be a tensor of shape (B, 3, {size}, {size}), got {got}")
+    if images.numel() and (images.min() < 0 or images.max() > 1):
+        raise ValueError(f"{name} must lie in [0, 1], got values in [{images.min():.3g}, {images.max():.3g}]")
+
+
+class Refiner(nn.Module, PretrainedMixin):
+    config_class = RefinerConfig
+
+    def __init__(self, config: RefinerConfig):
+        super().__init__()
+        self.config = config
+        levels = len(config.block_out_channels)
+        self.unet = UNet2DModel(
+            sample_size=config.image_size, in_channels=6, out_channels=3,
+            block_out_channels=config.block_out_channels, layers_per_block=config.layers_per_block,
+            down_block_types=("DownBlock2D",) * levels, up_block_types=("UpBlock2D",) * levels,
+            norm_num_groups=config.norm_num_groups, add_attention=False,  # convolutions only: cheap on a CPU
+        )
+
+    def forward(self, noisy: torch.Tensor, t: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+        """noisy, condition (B, 3, S, S) in [-1, 1]; t (B,) -> prediction (B, 3, S, S)."""
+        return self.unet(torch.cat([noisy, condition], dim=1), t).sample
+
+    def scheduler(self) -> DPMSolverMultistepScheduler:
+        return make_scheduler(self.config)
+
+    @torch.no_grad()
+    def refine(self, images: torch.Tensor, steps: int, strength: float,
+               generator: torch.Generator | list[torch.Generator] | None = None) -> torch.Tensor:
+        """images (B, 3, S, S) in [0, 1] -> refined images, same shape; ``steps`` = 0 returns them unchanged."""
+        check_images(images, self.config.image_size)
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+            raise ValueError(f"refine_steps must be an integer >= 0, got {steps!r}")
+        if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0 <= strength <= 1:
+            raise ValueError(f"refine_strength must be a number in [0, 1], got {strength!r}")
+        if steps == 0 or strength == 0:
+            return images
+        scheduler = self.scheduler()
+        # Spread ceil(steps / strength) steps over the whole schedule and run the last `steps` of them
+        # (diffusers' img2img convention), so `steps` is exactly the number of UNet calls.
+        scheduler.set_timesteps(math.ceil(steps / strength), device=images.device)
+        timesteps = scheduler.timesteps[-steps:]
+        scheduler.set_begin_index(len(scheduler.timesteps) - steps)
+        condition = images * 2 - 1
+        noise = randn_tensor(condition.shape, generator=generator, device=images.device, dtype=condition.dtype)
+        x = scheduler.add_noise(condition, noise, timesteps[:1].repeat(len(images)))
+        for t in timesteps:
+            prediction = self(x, t.repeat(len(images)), condition)
+            x = scheduler.step(prediction, t, x, generator=generator).prev_sample
+        return ((x + 1) / 2).clamp(0, 1)

@@ -1,0 +1,143 @@
+"""Refiner, diffusion baseline, their pipelines and trainer, on tiny diffusers UNets (seconds on a CPU)."""
+
+import pytest
+import torch
+
+from hybrid.baseline import DiffusionBaseline
+from hybrid.config import BaselineConfig, RefinerConfig
+from hybrid.pipeline import DiffusionBaselinePipeline, HybridPipeline
+from hybrid.refiner import Refiner
+from hybrid.train import DiffusionPreset, train_diffusion
+
+from .test_ar import pipe, tokenizer  # noqa: F401  (fixtures)
+
+UNET = dict(image_size=16, block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4)
+
+
+def refiner() -> Refiner:
+    torch.manual_seed(0)
+    return Refiner(RefinerConfig(**UNET)).eval()
+
+
+def baseline(vocab: int = 448) -> DiffusionBaseline:
+    torch.manual_seed(0)
+    return DiffusionBaseline(BaselineConfig(**UNET, attention_head_dim=8, text_vocab_size=vocab,
+                                            max_caption_tokens=32, text_dim=16, text_layers=1, text_heads=2)).eval()
+
+
+def count_unet_calls(model) -> list:
+    calls = []
+    original = model.unet.forward
+
+    def spy(*args, **kwargs):
+        calls.append(args[0].shape[0])
+        return original(*args, **kwargs)
+
+    model.unet.forward = spy
+    return calls
+
+
+def test_refiner_save_load_round_trip(tmp_path):
+    r = refiner()
+    r.save_pretrained(tmp_path / "r")
+    loaded = Refiner.from_pretrained(tmp_path / "r")
+    assert loaded.config == r.config
+    x = torch.rand(2, 3, 16, 16)
+    a = r.refine(x, 3, 0.5, generator=[torch.Generator().manual_seed(i) for i in range(2)])
+    b = loaded.refine(x, 3, 0.5, generator=[torch.Generator().manual_seed(i) for i in range(2)])
+    assert a.shape == x.shape and torch.isfinite(a).all() and torch.equal(a, b)
+
+
+def test_baseline_save_load_round_trip(tmp_path):
+    m = baseline(vocab=100)
+    m.save_pretrained(tmp_path / "b")
+    loaded = DiffusionBaseline.from_pretrained(tmp_path / "b")
+    ids = m.captions([[1, 2, 3], [4]])
+    a = m.sample(ids, steps=3, cfg_scale=2.0, generator=torch.Generator().manual_seed(0))
+    b = loaded.sample(ids, steps=3, cfg_scale=2.0, generator=torch.Generator().manual_seed(0))
+    assert a.shape == (2, 3, 16, 16) and torch.equal(a, b)
+
+
+@pytest.mark.parametrize("steps, strength", [(1, 0.3), (3, 0.5), (5, 1.0)])
+def test_refiner_runs_exactly_the_asked_steps(steps, strength):
+    r = refiner()
+    calls = count_unet_calls(r)
+    r.refine(torch.rand(2, 3, 16, 16), steps, strength)
+    assert calls == [2] * steps
+
+
+@pytest.mark.parametrize("steps, cfg_scale, rows", [(4, 3.0, 4), (7, 1.0, 2)])
+def test_baseline_runs_exactly_the_asked_steps(steps, cfg_scale, rows):
+    m = baseline(vocab=100)
+    calls = count_unet_calls(m)
+    m.sample(m.captions([[1], [2]]), steps=steps, cfg_scale=cfg_scale)
+    assert calls == [rows] * steps  # guidance doubles the batch
+
+
+def test_hybrid_refine_steps_zero_returns_the_ar_image(pipe):  # noqa: F811
+    hybrid = HybridPipeline(pipe, refiner())
+    ar = pipe("a red circle", sampler="sample", generator=torch.Generator().manual_seed(3))
+    same = hybrid("a red circle", sampler="sample", refine_steps=0, generator=torch.Generator().manual_seed(3))
+    assert same.images[0].tobytes() == ar.images[0].tobytes() and torch.equal(same.ids, ar.ids)
+    refined = hybrid("a red circle", sampler="sample", refine_steps=2, generator=torch.Generator().manual_seed(3))
+    assert refined.images[0].tobytes() != ar.images[0].tobytes() and torch.equal(refined.ids, ar.ids)
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "diffusion"])
+def test_same_seed_same_image(pipe, mode):  # noqa: F811
+    if mode == "hybrid":
+        p = HybridPipeline(pipe, refiner())
+        run = (lambda seed: p(["a red circle", "the word CAT"], num_images=2, sampler="sample", refine_steps=2,
+                              generator=torch.Generator().manual_seed(seed)))
+    else:
+        p = DiffusionBaselinePipeline(pipe.caption_tokenizer, baseline(pipe.caption_tokenizer.vocab_size))
+        p.set_progress_bar_config(disable=True)
+        run = (lambda seed: p(["a red circle", "the word CAT"], num_images=2, num_inference_steps=3,
+                              generator=torch.Generator().manual_seed(seed)))
+    a, b, c = run(0), run(0), run(1)
+    assert len(a.images) == 4 and a.prompts == ["a red circle"] * 2 + ["the word CAT"] * 2
+    assert [im.tobytes() for im in a.images] == [im.tobytes() for im in b.images]
+    assert [im.tobytes() for im in a.images] != [im.tobytes() for im in c.images]
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(refine_steps=-1), "refine_steps must be"), (dict(refine_strength=1.5), "refine_strength must be"),
+    (dict(refine_strength="a lot"), "refine_strength must be"),
+])
+def test_hybrid_bad_arguments(pipe, kwargs, match):  # noqa: F811
+    with pytest.raises(ValueError, match=match):
+        HybridPipeline(pipe, refiner())("a red circle", **kwargs)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(cfg_scale=0.5), "cfg_scale must be"), (dict(num_inference_steps=0), "num_inference_steps must be"),
+    (dict(prompt=""), "prompt is empty"), (dict(num_images=0), "num_images must be"),
+])
+def test_diffusion_bad_arguments(pipe, kwargs, match):  # noqa: F811
+    p = DiffusionBaselinePipeline(pipe.caption_tokenizer, baseline(pipe.caption_tokenizer.vocab_size))
+    with pytest.raises(ValueError, match=match):
+        p(**{"prompt": "a red circle", **kwargs})
+
+
+@pytest.mark.parametrize("kind", ["refiner", "baseline"])
+def test_training_loss_falls_and_resume_repeats_it(kind, tmp_path):
+    torch.manual_seed(0)
+    images = torch.zeros(8, 3, 16, 16, dtype=torch.uint8)
+    images[:, 0, 4:12, 4:12] = 255  # red squares on black
+    model = {**UNET, "attention_head_dim": 8, "max_caption_tokens": 8, "text_dim": 16, "text_layers": 1,
+             "text_heads": 2} if kind == "baseline" else UNET
+    conditions = images.clone() if kind == "refiner" else torch.randint(0, 50, (8, 8))
+    overrides = {"text_vocab_size": 50} if kind == "baseline" else {}
+    preset = DiffusionPreset.from_dict("diffusion" if kind == "baseline" else kind, {"model": model, "train": {
+        "batch_size": 8, "lr": 3e-3, "warmup_steps": 2, "max_steps": 40, "log_every": 1, "checkpoint_every": 5}})
+    train_diffusion(preset, overrides, images, conditions, tmp_path / "full", progress=False)
+    full = [__import__("json").loads(x) for x in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
+    first, last = sum(r["loss"] for r in full[:5]) / 5, sum(r["loss"] for r in full[-5:]) / 5
+    assert last < first / 2, (first, last)
+    train_diffusion(preset, overrides, images, conditions, tmp_path / "cut", progress=False, stop_after=7)
+    train_diffusion(preset, overrides, images, conditions, tmp_path / "cut", progress=False, resume=True)
+    cut = [__import__("json").loads(x) for x in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
+    by_step = {r["step"]: r["loss"] for r in full}
+    assert [r["step"] for r in cut][:9] == [1, 2, 3, 4, 5, 6, 7, 6, 7]
+    assert all(r["loss"] == pytest.approx(by_step[r["step"]], rel=1e-6) for r in cut)
+    assert (tmp_path / "cut" / "model" / "model.safetensors").exists()
