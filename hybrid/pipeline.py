@@ -34,7 +34,7 @@ def _from_pil(images: list[Image.Image], device) -> torch.Tensor:
     return torch.stack([torch.from_numpy(np.array(im)).permute(2, 0, 1) for im in images]).to(device).float() / 255
 
 
-def _component(path: Path, name: str, cls):
+def load_component(path: Path, name: str, cls):
     if not (path / name).is_dir():
         raise CheckpointError(f"checkpoint {str(path)!r} has no {name}/ folder (train it with 't2i train {name}')")
     return cls.from_pretrained(path / name)
@@ -53,7 +53,8 @@ class HybridPipeline:
     @classmethod
     def from_pretrained(cls, path: str | Path, device=None) -> "HybridPipeline":
         path = Path(path)
-        return cls(TextToImage.from_pretrained(path, device=device), _component(path, "refiner", Refiner).to(device))
+        refiner = load_component(path, "refiner", Refiner).to(device)
+        return cls(TextToImage.from_pretrained(path, device=device), refiner)
 
     def set_progress_bar_config(self, disable: bool = False) -> None:
         self.ar.set_progress_bar_config(disable=disable)
@@ -92,8 +93,8 @@ class DiffusionBaselinePipeline:
     @classmethod
     def from_pretrained(cls, path: str | Path, device=None) -> "DiffusionBaselinePipeline":
         path = Path(path)
-        tokenizer = _component(path, "caption_tokenizer", CaptionTokenizer)
-        return cls(tokenizer, _component(path, "baseline", DiffusionBaseline).to(device))
+        tokenizer = load_component(path, "caption_tokenizer", CaptionTokenizer)
+        return cls(tokenizer, load_component(path, "baseline", DiffusionBaseline).to(device))
 
     def set_progress_bar_config(self, disable: bool = False) -> None:
         self.progress = not disable

@@ -147,6 +147,9 @@ BAD = [
     (["generate", "a red circle", "--out", "{tmp}/x.png", "--mode", "hybrid", "--refine-strength", "2",
       "--checkpoint", "{ckpt}/full"], "number in [0, 1], got '2'"),
     (["generate", "a red circle", "--out", "{tmp}/x.png", "--mode", "gan"], "invalid choice: 'gan'"),
+    (["compare", "--prompts", "{tmp}/bad.txt", "--out", "{tmp}/c", "--checkpoint", "{ckpt}/full"], "prompt 2 of"),
+    (["compare", "--prompts", "{tmp}/good.txt", "--modes", "ar-greedy,gan", "--out", "{tmp}/c", "--checkpoint",
+      "{ckpt}/full"], "--modes: ['gan'] not understood"),
     (["train", "refiner", "--data", "{tmp}", "--vq", "{tmp}/nowhere", "--out", "{tmp}/o"], "does not exist"),
     (["train", "diffusion", "--preset", "huge", "--data", "{tmp}", "--tokenizer", "{tmp}", "--out", "{tmp}/o"],
      "diffusion preset must be one of"),
@@ -169,6 +172,7 @@ BAD = [
 @pytest.mark.parametrize("argv, named", BAD)
 def test_bad_arguments_give_one_line_exit_2_and_no_file(capsys, checkpoint, tmp_path, argv, named):
     (tmp_path / "bad.txt").write_text("a red circle\na red \u2603\n")
+    (tmp_path / "good.txt").write_text("a red circle\n")
     argv = [a.format(tmp=tmp_path, ckpt=checkpoint) for a in argv]
     if "--checkpoint" not in argv and argv[0] == "generate":
         argv += ["--checkpoint", str(checkpoint / "pipe")]
@@ -178,3 +182,18 @@ def test_bad_arguments_give_one_line_exit_2_and_no_file(capsys, checkpoint, tmp_
     assert named.format(tmp=tmp_path) in stderr, stderr
     assert stderr.count("\n") == 1 and "Traceback" not in stderr and stderr.startswith("t2i")
     assert set(tmp_path.rglob("*")) == before
+
+
+def test_compare_writes_report_grid_and_table(capsys, checkpoint, tmp_path):
+    (tmp_path / "p.txt").write_text("a red circle\nthe word CAT\n")
+    code, stdout, _ = run(capsys, "compare", "--prompts", str(tmp_path / "p.txt"), "--checkpoint",
+                          str(checkpoint / "full"), "--seeds", "2", "--out", str(tmp_path / "cmp"), "--steps", "2",
+                          "--refine-steps", "1", "--speed-rounds", "1", "--beam-width", "2")
+    assert code == 0
+    report = json.loads((tmp_path / "cmp" / "report.json").read_text())
+    assert list(report["modes"]) == ["ar-greedy", "ar-sample", "ar-beam", "hybrid", "diffusion"]
+    for mode in report["modes"].values():
+        assert mode["num_images"] == 4 and mode["flops_per_image"] > 0 and mode["images_per_s_batch8"] > 0
+        assert set(mode["categories"]) == {"single_object", "text"}
+    grid = Image.open(tmp_path / "cmp" / "grid.png")
+    assert grid.height > 2 * 128 and "ar-beam" in stdout and "GFLOP/img" in stdout

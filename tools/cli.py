@@ -459,6 +459,27 @@ def cmd_export(args) -> None:
                  "files": sorted(p.name for p in out.iterdir())})
 
 
+def cmd_compare(args) -> None:
+    from tools.compare import MODES, compare, table
+    from vq.atomic import atomic_path, write_text
+
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    unknown = [m for m in modes if m not in MODES]
+    if unknown or not modes:
+        raise UsageError(f"--modes: {unknown or args.modes!r} not understood; choose from {list(MODES)}, "
+                         "comma-separated")
+    prompts = _read_prompts(args.prompts)
+    report, grid = compare(args.checkpoint, prompts, modes, args.seeds, speed_rounds=args.speed_rounds,
+                           beam_width=args.beam_width, refine_steps=args.refine_steps,
+                           diffusion_steps=args.steps)
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_text(args.out / "report.json", json.dumps(report, indent=2))
+    with atomic_path(args.out / "grid.png") as tmp:
+        grid.save(tmp, format="PNG")
+    print(table(report))
+    print(f"report: {args.out / 'report.json'}  grid: {args.out / 'grid.png'}")
+
+
 def cmd_release(args) -> None:
     import torch
 
@@ -683,6 +704,23 @@ def build_parser() -> argparse.ArgumentParser:
     _checkpoint_argument(p)
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("compare", help="every mode on the same prompts and seeds, judged and timed",
+                       description="Run each mode on the same prompts and seeds; write OUT/report.json (per mode "
+                                   "and category: pass rate with 95%% CI and n, text accuracy, CER; latency at "
+                                   "batch 1, images/s at batch 8, FLOPs per image, training budget) and "
+                                   "OUT/grid.png (a row per prompt, a column per mode), and print a table.")
+    p.add_argument("--prompts", type=_existing_file, required=True, help="text file, one prompt per line")
+    p.add_argument("--modes", default="ar-greedy,ar-sample,ar-beam,hybrid,diffusion",
+                   help="comma-separated, from ar-greedy, ar-sample, ar-beam, hybrid, diffusion (default: all)")
+    p.add_argument("--seeds", type=_int_at_least(1), default=1, help="images per prompt and mode (default: 1)")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    _checkpoint_argument(p)
+    p.add_argument("--beam-width", type=_int_at_least(1), default=4, help="for ar-beam (default: 4)")
+    p.add_argument("--refine-steps", type=_int_at_least(0), default=4, help="for hybrid (default: 4)")
+    p.add_argument("--steps", type=_int_at_least(1), default=20, help="for diffusion (default: 20)")
+    p.add_argument("--speed-rounds", type=_int_at_least(1), default=3, help="timed rounds per mode (default: 3)")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("release", help="write a pipeline in fp16 for shipping",
                        description="Copy a pipeline folder (VQ, caption tokenizer, decoder) with its weights "

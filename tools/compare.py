@@ -1,0 +1,157 @@
+"""``t2i compare``: every mode on the same prompts and seeds, judged alike, timed alike, in one run.
+
+Modes: ``ar-greedy``, ``ar-sample``, ``ar-beam`` (the AR pipeline), ``hybrid`` (AR greedy, then the refiner),
+``diffusion`` (the baseline). The report gives, per mode and category, the judge's pass rate with a 95% CI and
+n, text accuracy and CER; per mode, latency per image at batch 1 and images/s at batch 8 (the modes take turns,
+so a noisy machine slows them alike), FLOPs per image (``torch.utils.flop_counter``), and the training budget
+recorded in the checkpoint. The grid has a row per prompt and a column per mode (first seed).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image, ImageDraw, ImageFont
+from torch.utils.flop_counter import FlopCounterMode
+from tqdm.auto import tqdm
+
+from tools.judge.report import summarize
+from tools.judge.verdict import score
+
+MODES = ("ar-greedy", "ar-sample", "ar-beam", "hybrid", "diffusion")
+
+
+@dataclass
+class ModeRunner:
+    """One mode: ``generate(prompts, seeds) -> images`` with one generator per image."""
+
+    name: str
+    pipe: object
+    kwargs: dict
+
+    def generate(self, prompts: list[str], seeds: list[int]) -> list[Image.Image]:
+        gens = [torch.Generator().manual_seed(s) for s in seeds]
+        return self.pipe(prompts, num_images=1, generator=gens, **self.kwargs).images
+
+
+def load_modes(checkpoint: Path, modes: list[str], beam_width: int = 4, refine_steps: int = 4,
+               refine_strength: float = 0.3, diffusion_steps: int = 20) -> list[ModeRunner]:
+    from ar_model.pipeline import TextToImage
+    from hybrid.pipeline import DiffusionBaselinePipeline, HybridPipeline
+
+    runners, ar = [], None
+    for mode in modes:
+        if mode.startswith("ar-") or mode == "hybrid":
+            ar = ar or TextToImage.from_pretrained(checkpoint)
+            ar.set_progress_bar_config(disable=True)
+        if mode == "ar-greedy":
+            runners.append(ModeRunner(mode, ar, {"sampler": "greedy"}))
+        elif mode == "ar-sample":
+            runners.append(ModeRunner(mode, ar, {"sampler": "sample"}))
+        elif mode == "ar-beam":
+            runners.append(ModeRunner(mode, ar, {"sampler": "beam", "beam_width": beam_width}))
+        elif mode == "hybrid":
+            from hybrid.pipeline import load_component
+            from hybrid.refiner import Refiner
+
+            refiner = load_component(checkpoint, "refiner", Refiner)
+            settings = {"sampler": "greedy", "refine_steps": refine_steps, "refine_strength": refine_strength}
+            runners.append(ModeRunner(mode, HybridPipeline(ar, refiner), settings))
+        else:
+            pipe = DiffusionBaselinePipeline.from_pretrained(checkpoint)
+            pipe.set_progress_bar_config(disable=True)
+            runners.append(ModeRunner(mode, pipe, {"num_inference_steps": diffusion_steps}))
+    return runners
+
+
+def _flops_per_image(runner: ModeRunner, prompt: str) -> int:
+    counter = FlopCounterMode(display=False)
+    with counter:
+        runner.generate([prompt], [0])
+    return counter.get_total_flops()
+
+
+def _speed(runners: list[ModeRunner], prompts: list[str], rounds: int) -> dict[str, dict]:
+    batch8 = (prompts * 8)[:8]
+    times: dict[str, dict[str, list[float]]] = {r.name: {"b1": [], "b8": []} for r in runners}
+    for r in runners:  # warm-up
+        r.generate(batch8[:1], [0])
+    for _ in range(rounds):
+        for r in runners:
+            start = time.perf_counter()
+            r.generate(batch8[:1], [0])
+            times[r.name]["b1"].append(time.perf_counter() - start)
+            start = time.perf_counter()
+            r.generate(batch8, list(range(8)))
+            times[r.name]["b8"].append(time.perf_counter() - start)
+    return {name: {"latency_s_batch1": round(statistics.median(t["b1"]), 3),
+                   "images_per_s_batch8": round(8 / statistics.median(t["b8"]), 3)} for name, t in times.items()}
+
+
+def comparison_grid(prompts: list[str], columns: dict[str, list[Image.Image]], tile: int = 128) -> Image.Image:
+    """A row per prompt (its text on the left), a column per mode (its name on top)."""
+    font = ImageFont.load_default(size=12)
+    label_w, head_h = 260, 20
+    names = list(columns)
+    grid = Image.new("RGB", (label_w + len(names) * (tile + 4), head_h + len(prompts) * (tile + 4)), "white")
+    draw = ImageDraw.Draw(grid)
+    for j, name in enumerate(names):
+        draw.text((label_w + j * (tile + 4) + 4, 4), name, fill="black", font=font)
+    for i, prompt in enumerate(prompts):
+        y = head_h + i * (tile + 4)
+        draw.multiline_text((4, y + 4), "\n".join(_wrap(prompt, 40)), fill="black", font=font)
+        for j, name in enumerate(names):
+            grid.paste(columns[name][i].resize((tile, tile), Image.NEAREST), (label_w + j * (tile + 4), y))
+    return grid
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    import textwrap
+
+    return textwrap.wrap(text, width)[:6]
+
+
+def compare(checkpoint: Path, prompts: list[str], modes: list[str], seeds: int, speed_rounds: int = 3,
+            batch_size: int = 16, **mode_settings) -> tuple[dict, Image.Image]:
+    runners = load_modes(checkpoint, modes, **mode_settings)
+    training = json.loads((checkpoint / "training.json").read_text()) if (checkpoint / "training.json").exists() \
+        else None
+    report: dict = {"checkpoint": str(checkpoint), "num_prompts": len(prompts), "seeds": seeds, "modes": {}}
+    first_images: dict[str, list[Image.Image]] = {}
+    for r in runners:
+        images, verdicts = [], []
+        jobs = [(p, s) for s in range(seeds) for p in prompts]
+        for start in tqdm(range(0, len(jobs), batch_size), desc=r.name):
+            chunk = jobs[start:start + batch_size]
+            batch = r.generate([p for p, _ in chunk], [1000 * s + i for i, (_, s) in enumerate(chunk, start)])
+            images += batch
+            verdicts += [score(im, p) for im, (p, _) in zip(batch, chunk)]
+        first_images[r.name] = images[:len(prompts)]
+        summary = summarize(verdicts, len(prompts))
+        summary["flops_per_image"] = _flops_per_image(r, prompts[0])
+        report["modes"][r.name] = summary
+    for name, speed in _speed(runners, prompts, speed_rounds).items():
+        report["modes"][name].update(speed)
+    report["training"] = training
+    return report, comparison_grid(prompts, first_images)
+
+
+def table(report: dict) -> str:
+    """The report as a readable text table: modes in rows, categories in columns."""
+    modes = report["modes"]
+    categories = list(next(iter(modes.values()))["categories"])
+    head = ["mode", *categories, "overall", "word acc", "CER", "s/img b1", "img/s b8", "GFLOP/img"]
+    rows = [head]
+    for name, m in modes.items():
+        text = m.get("text") or {}
+        rows.append([name, *[f"{m['categories'][c]['pass_rate']:.2f}" for c in categories], f"{m['overall']:.3f}",
+                     f"{text.get('word_accuracy', float('nan')):.2f}", f"{text.get('cer', float('nan')):.2f}",
+                     f"{m['latency_s_batch1']:.2f}", f"{m['images_per_s_batch8']:.2f}",
+                     f"{m['flops_per_image'] / 1e9:.2f}"])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    return "\n".join("  ".join(cell.rjust(w) for cell, w in zip(r, widths)) for r in rows)
