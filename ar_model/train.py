@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from vq.atomic import atomic_path, write_text
 from vq.checkpoint import load_checkpoint, save_checkpoint
 from vq.model import VQModel
-from vq.train import append_metrics, batch_indices, finish_run, learning_rate
+from vq.train import RunClock, append_metrics, batch_indices, finish_run, learning_rate
 
 from .config import ARPreset
 from .model import ARDecoder
@@ -113,7 +113,8 @@ def train_ar(preset: ARPreset, vq_dir: str | Path, images: torch.Tensor, caption
                                    {"params": rest, "weight_decay": 0.0}], lr=cfg.lr, betas=cfg.betas)
     step = 0
     if resume and ckpt_path.exists():
-        step = load_checkpoint(ckpt_path, model, optimizer)["step"]
+        metadata = load_checkpoint(ckpt_path, model, optimizer)
+        step = metadata["step"]
         logger.info("resumed from %s at step %d", ckpt_path, step)
     model, optimizer = accelerator.prepare(model, optimizer)
     if accelerator.is_main_process:
@@ -125,6 +126,7 @@ def train_ar(preset: ARPreset, vq_dir: str | Path, images: torch.Tensor, caption
     device = accelerator.device
     autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if cfg.bf16 else contextlib.nullcontext())
     metrics_file = out_dir / "metrics.jsonl"
+    clock = (RunClock.resumed(metadata, out_dir / "metrics.jsonl", cfg.batch_size) if step else RunClock())
     start, seen = time.monotonic(), 0
     bar = tqdm(total=cfg.max_steps, initial=step, desc="train ar",
                disable=not progress or not accelerator.is_main_process)
@@ -158,11 +160,11 @@ def train_ar(preset: ARPreset, vq_dir: str | Path, images: torch.Tensor, caption
             bar.set_postfix(loss=f"{record['loss']:.3f}", img_s=f"{record['images_per_s']:.1f}")
         bar.update()
         if step % cfg.checkpoint_every == 0 and accelerator.is_main_process:
-            save_checkpoint(ckpt_path, accelerator.unwrap_model(model), optimizer, step)
+            save_checkpoint(ckpt_path, accelerator.unwrap_model(model), optimizer, step, extra=clock.extra())
         if stop_after is not None and step >= stop_after:
             bar.close()
             return out_dir / "pipeline"
     bar.close()
     finish_run(accelerator, model, optimizer, ckpt_path, step,
-               lambda m: TextToImage(vq, tokenizer, m).save_pretrained(out_dir / "pipeline"))
+               lambda m: TextToImage(vq, tokenizer, m).save_pretrained(out_dir / "pipeline"), clock)
     return out_dir / "pipeline"

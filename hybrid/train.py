@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from vq.atomic import write_text
 from vq.checkpoint import load_checkpoint, save_checkpoint
 from vq.config import dataclass_from_dict
-from vq.train import append_metrics, batch_indices, finish_run, learning_rate
+from vq.train import RunClock, append_metrics, batch_indices, finish_run, learning_rate
 
 from .baseline import DiffusionBaseline
 from .config import BaselineConfig, RefinerConfig
@@ -91,7 +91,8 @@ def train_diffusion(preset: DiffusionPreset, model_overrides: dict, images: torc
                     conditions: torch.Tensor, out_dir: str | Path, max_minutes: float | None = None,
                     resume: bool = False, stop_after: int | None = None, progress: bool = True) -> Path:
     """Train a refiner (``conditions``: uint8 VQ reconstructions (N, 3, S, S)) or a baseline (``conditions``:
-    caption ids (N, L), kind "diffusion") on uint8 ``images`` (N, 3, S, S). Writes ``out_dir/model`` and returns its path."""
+    caption ids (N, L), kind "diffusion") on uint8 ``images`` (N, 3, S, S). Writes ``out_dir/model`` and returns
+    its path."""
     cfg = preset.train
     model_cls, config_cls = MODELS[preset.kind]
     config = config_cls.from_dict({**preset.model, **model_overrides})
@@ -114,7 +115,8 @@ def train_diffusion(preset: DiffusionPreset, model_overrides: dict, images: torc
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     step = 0
     if resume and ckpt_path.exists():
-        step = load_checkpoint(ckpt_path, model, optimizer)["step"]
+        metadata = load_checkpoint(ckpt_path, model, optimizer)
+        step = metadata["step"]
     model, optimizer = accelerator.prepare(model, optimizer)
     if accelerator.is_main_process:
         write_text(out_dir / "preset.json", json.dumps({"kind": preset.kind, "model": config.to_dict(),
@@ -124,6 +126,7 @@ def train_diffusion(preset: DiffusionPreset, model_overrides: dict, images: torc
         raise ValueError(f"batch_size {cfg.batch_size} must be divisible by the {world} processes")
     device = accelerator.device
     metrics_file = out_dir / "metrics.jsonl"
+    clock = (RunClock.resumed(metadata, out_dir / "metrics.jsonl", cfg.batch_size) if step else RunClock())
     start, seen = time.monotonic(), 0
     bar = tqdm(total=cfg.max_steps, initial=step, desc=f"train {preset.kind}",
                disable=not progress or not accelerator.is_main_process)
@@ -161,10 +164,11 @@ def train_diffusion(preset: DiffusionPreset, model_overrides: dict, images: torc
             bar.set_postfix(loss=f"{record['loss']:.4f}", img_s=f"{record['images_per_s']:.1f}")
         bar.update()
         if step % cfg.checkpoint_every == 0 and accelerator.is_main_process:
-            save_checkpoint(ckpt_path, accelerator.unwrap_model(model), optimizer, step)
+            save_checkpoint(ckpt_path, accelerator.unwrap_model(model), optimizer, step, extra=clock.extra())
         if stop_after is not None and step >= stop_after:
             bar.close()
             return out_dir / "model"
     bar.close()
-    finish_run(accelerator, model, optimizer, ckpt_path, step, lambda m: m.save_pretrained(out_dir / "model"))
+    finish_run(accelerator, model, optimizer, ckpt_path, step, lambda m: m.save_pretrained(out_dir / "model"),
+               clock)
     return out_dir / "model"

@@ -284,5 +284,7 @@ def test_resumed_run_repeats_the_losses(training_data, tmp_path):
     assert [s for s, _ in cut] == [1, 2, 3, 4, 5, 6, 7, 6, 7, 8, 9, 10, 11, 12]  # restarted at checkpoint 5
     for step, loss in cut:
         assert loss == pytest.approx(full[step], rel=1e-6), step
+    training = json.loads((tmp_path / "cut" / "training.json").read_text())
+    assert training["steps"] == 12 and training["train_seconds"] > 0  # both process starts counted
     with pytest.raises(ValueError, match="exists"):
         train_ar(preset, folder / "vq", images, captions, tmp_path / "full", progress=False)

@@ -725,7 +725,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("release", help="write a pipeline in fp16 for shipping",
                        description="Copy a pipeline folder (VQ, caption tokenizer, decoder) with its weights "
                                    "cast to float16; this is how checkpoints/tiny is made from a training run.")
-    p.add_argument("--checkpoint", type=_existing_dir, required=True, help="pipeline folder, e.g. runs/ar-tiny/pipeline")
+    p.add_argument("--checkpoint", type=_existing_dir, required=True,
+                   help="pipeline folder, e.g. runs/ar-tiny/pipeline")
     p.add_argument("--out", type=Path, required=True, help="output folder, e.g. checkpoints/tiny")
     p.set_defaults(func=cmd_release)
 

@@ -57,15 +57,42 @@ def append_metrics(accelerator: Accelerator, path: Path, record: dict) -> None:
             f.write(json.dumps(record) + "\n")
 
 
+class RunClock:
+    """Training seconds of a run, summed over every process start: kept in the checkpoint's metadata."""
+
+    def __init__(self, prior_seconds: float = 0.0):
+        self.prior, self.start = prior_seconds, time.monotonic()
+
+    @property
+    def seconds(self) -> float:
+        return self.prior + time.monotonic() - self.start
+
+    def extra(self) -> dict:
+        return {"train_seconds": round(self.seconds, 1)}
+
+    @classmethod
+    def resumed(cls, metadata: dict, metrics_file: Path, batch_size: int) -> "RunClock":
+        prior = metadata.get("extra", {}).get("train_seconds")
+        if prior is None and metrics_file.exists():
+            # A checkpoint from before the clock was kept: the first segment's own throughput gives its time.
+            records = [json.loads(line) for line in metrics_file.read_text().splitlines()]
+            done = [r for r in records if r["step"] <= metadata["step"]]
+            prior = done[-1]["step"] * batch_size / done[-1]["images_per_s"] if done else 0.0
+        return cls(prior or 0.0)
+
+
 def finish_run(accelerator: Accelerator, model: torch.nn.Module, optimizer: torch.optim.Optimizer, ckpt_path: Path,
-               step: int, save_final) -> None:
+               step: int, save_final, clock: RunClock) -> None:
     """End a run: each process records a digest of its replica (so a run can prove they agree), then the main
-    process writes the last checkpoint and calls ``save_final(unwrapped_model)``."""
+    process writes the last checkpoint, ``training.json`` (steps, training seconds) and calls
+    ``save_final(unwrapped_model)``."""
     unwrapped = accelerator.unwrap_model(model)
     (ckpt_path.parent / f"weights-rank{accelerator.process_index}.sha256").write_text(state_digest(unwrapped))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        save_checkpoint(ckpt_path, unwrapped, optimizer, step)
+        save_checkpoint(ckpt_path, unwrapped, optimizer, step, extra=clock.extra())
+        write_text(ckpt_path.parent / "training.json",
+                   json.dumps({"steps": step, "processes": accelerator.num_processes, **clock.extra()}, indent=2))
         save_final(unwrapped)
     accelerator.wait_for_everyone()
 
@@ -103,7 +130,8 @@ def train_vq(preset: VQPreset, images: torch.Tensor, out_dir: str | Path, max_mi
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     step = 0
     if resume and ckpt_path.exists():
-        step = load_checkpoint(ckpt_path, model, optimizer)["step"]
+        metadata = load_checkpoint(ckpt_path, model, optimizer)
+        step = metadata["step"]
         logger.info("resumed from %s at step %d", ckpt_path, step)
     model, optimizer = accelerator.prepare(model, optimizer)
     if accelerator.is_main_process:
@@ -114,6 +142,7 @@ def train_vq(preset: VQPreset, images: torch.Tensor, out_dir: str | Path, max_mi
         raise ValueError(f"batch_size {cfg.batch_size} must be divisible by the {world} processes")
     metrics_file = out_dir / "metrics.jsonl"
     counts = torch.zeros(model_cfg.vocab_size, dtype=torch.long)
+    clock = (RunClock.resumed(metadata, out_dir / "metrics.jsonl", cfg.batch_size) if step else RunClock())
     start, seen = time.monotonic(), 0
     bar = tqdm(total=cfg.max_steps, initial=step, desc="train vq",
                disable=not progress or not accelerator.is_main_process)
@@ -144,10 +173,11 @@ def train_vq(preset: VQPreset, images: torch.Tensor, out_dir: str | Path, max_mi
                             img_s=f"{record['images_per_s']:.0f}")
         bar.update()
         if step % cfg.checkpoint_every == 0 and accelerator.is_main_process:
-            save_checkpoint(ckpt_path, accelerator.unwrap_model(model), optimizer, step)
+            save_checkpoint(ckpt_path, accelerator.unwrap_model(model), optimizer, step, extra=clock.extra())
         if stop_after is not None and step >= stop_after:
             bar.close()
             return out_dir / "model"
     bar.close()
-    finish_run(accelerator, model, optimizer, ckpt_path, step, lambda m: m.save_pretrained(out_dir / "model"))
+    finish_run(accelerator, model, optimizer, ckpt_path, step, lambda m: m.save_pretrained(out_dir / "model"),
+               clock)
     return out_dir / "model"
