@@ -81,13 +81,17 @@ def test_generate_modes(capsys, checkpoint, tmp_path, mode, extra):
 
 
 def test_release_writes_fp16(capsys, checkpoint, tmp_path):
-    code, stdout, _ = run(capsys, "release", "--checkpoint", str(checkpoint / "pipe"), "--out", str(tmp_path / "r"))
+    code, stdout, _ = run(capsys, "release", "--checkpoint", str(checkpoint / "pipe"), "--out", str(tmp_path / "r"),
+                          "--refiner", str(checkpoint / "full" / "refiner"), "--diffusion",
+                          str(checkpoint / "full" / "baseline"))
     assert code == 0
     report = json.loads(stdout)
     assert report["dtype"] == "float16" and "decoder/model.safetensors" in report["files"]
     original = (checkpoint / "pipe" / "decoder" / "model.safetensors").stat().st_size
     assert report["files"]["decoder/model.safetensors"] < 0.6 * original
     assert TextToImage.from_pretrained(tmp_path / "r").decoder.lm_head.weight.dtype == torch.float32
+    assert "refiner/model.safetensors" in report["files"] and "baseline/model.safetensors" in report["files"]
+    assert set(json.loads((tmp_path / "r" / "training.json").read_text())) == {"ar", "refiner", "baseline"}
 
 
 def test_edit_and_export_commands(capsys, checkpoint, tmp_path):
@@ -197,3 +201,5 @@ def test_compare_writes_report_grid_and_table(capsys, checkpoint, tmp_path):
         assert set(mode["categories"]) == {"single_object", "text"}
     grid = Image.open(tmp_path / "cmp" / "grid.png")
     assert grid.height > 2 * 128 and "ar-beam" in stdout and "GFLOP/img" in stdout
+    assert set(report["training_flops_per_step"]) == {"ar", "refiner", "baseline"}
+    assert all(v > 0 for v in report["training_flops_per_step"].values())

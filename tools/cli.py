@@ -483,8 +483,33 @@ def cmd_compare(args) -> None:
 def cmd_release(args) -> None:
     import torch
 
+    from vq.atomic import write_text
+
     pipe = _pipeline(args.checkpoint)
+    extra = {}  # the diffusion models that join the release, checked before anything is written
+    if args.refiner is not None:
+        from hybrid.refiner import Refiner
+
+        extra["refiner"] = Refiner.from_pretrained(args.refiner)
+    if args.diffusion is not None:
+        from hybrid.baseline import DiffusionBaseline
+
+        extra["baseline"] = DiffusionBaseline.from_pretrained(args.diffusion)
     pipe.save_pretrained(args.out, dtype=torch.float16)
+    runs = {"ar": args.checkpoint.parent, **{name: Path(getattr(args, "refiner" if name == "refiner" else
+                                                                "diffusion")).parent for name in extra}}
+    for name, model in extra.items():
+        model.save_pretrained(args.out / name, dtype=torch.float16)
+    # What each model cost to train, from its run folder, for `t2i compare`.
+    training = {}
+    for name, run_dir in runs.items():
+        record = {}
+        for file, key in (("training.json", None), ("preset.json", "train")):
+            if (run_dir / file).is_file():
+                data = json.loads((run_dir / file).read_text())
+                record.update({"preset_train": data[key]} if key else data)
+        training[name] = record or None
+    write_text(args.out / "training.json", json.dumps(training, indent=2))
     sizes = {str(p.relative_to(args.out)): p.stat().st_size for p in sorted(args.out.rglob("*")) if p.is_file()}
     _print_json({"release": str(args.out), "dtype": "float16", "bytes": sum(sizes.values()), "files": sizes})
 
@@ -727,6 +752,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "cast to float16; this is how checkpoints/tiny is made from a training run.")
     p.add_argument("--checkpoint", type=_existing_dir, required=True,
                    help="pipeline folder, e.g. runs/ar-tiny/pipeline")
+    p.add_argument("--refiner", type=_existing_dir, help="refiner model folder to include (t2i train refiner)")
+    p.add_argument("--diffusion", type=_existing_dir, help="baseline model folder to include (t2i train diffusion)")
     p.add_argument("--out", type=Path, required=True, help="output folder, e.g. checkpoints/tiny")
     p.set_defaults(func=cmd_release)
 

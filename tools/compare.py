@@ -76,6 +76,34 @@ def _flops_per_image(runner: ModeRunner, prompt: str) -> int:
     return counter.get_total_flops()
 
 
+def training_step_flops(model: torch.nn.Module, batch: int) -> int:
+    """FLOPs of one training step (forward, loss, backward) at ``batch``, counted by torch's flop counter."""
+    import torch.nn.functional as F
+
+    from ar_model.model import ARDecoder
+
+    model = model.float().train()
+    counter = FlopCounterMode(display=False)
+    with counter:
+        if isinstance(model, ARDecoder):
+            model.clear_caches()  # a training forward runs over the whole sequence, without the decode caches
+            c = model.config
+            seq = torch.randint(0, c.vocab_size, (batch, c.max_seq_len))
+            logits = model(seq[:, :-1])
+            loss = F.cross_entropy(logits[:, c.prefix_len - 1:].reshape(-1, c.vocab_size),
+                                   seq[:, c.prefix_len:].reshape(-1))
+        else:
+            s = model.config.image_size
+            x, t = torch.randn(batch, 3, s, s), torch.randint(0, 1000, (batch,))
+            condition = (model.null_captions(batch) if hasattr(model, "null_captions")
+                         else torch.randn(batch, 3, s, s))
+            loss = F.mse_loss(model(x, t, condition), x)
+        loss.backward()
+    model.zero_grad(set_to_none=True)
+    model.eval()
+    return counter.get_total_flops()
+
+
 def _speed(runners: list[ModeRunner], prompts: list[str], rounds: int) -> dict[str, dict]:
     batch8 = (prompts * 8)[:8]
     times: dict[str, dict[str, list[float]]] = {r.name: {"b1": [], "b8": []} for r in runners}
@@ -138,6 +166,15 @@ def compare(checkpoint: Path, prompts: list[str], modes: list[str], seeds: int, 
     for name, speed in _speed(runners, prompts, speed_rounds).items():
         report["modes"][name].update(speed)
     report["training"] = training
+    # FLOPs per training step of each trained model, at the batch size it was trained with.
+    batch = {name: ((training or {}).get(name) or {}).get("preset_train", {}).get("batch_size", 32)
+             for name in ("ar", "refiner", "baseline")}
+    models = {"ar": next((r.pipe for r in runners if r.name.startswith("ar-")), None),
+              "refiner": next((r.pipe.refiner for r in runners if r.name == "hybrid"), None),
+              "baseline": next((r.pipe.baseline for r in runners if r.name == "diffusion"), None)}
+    report["training_flops_per_step"] = {
+        name: training_step_flops(model.decoder if name == "ar" else model, batch[name])
+        for name, model in models.items() if model is not None}
     return report, comparison_grid(prompts, first_images)
 
 
