@@ -10,22 +10,17 @@ step ``t`` are pure functions of (seed, t), and the checkpoint holds model, opti
 from __future__ import annotations
 
 import contextlib
-import json
-import logging
-import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from accelerate import Accelerator
 from accelerate.utils import set_seed
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from vq.atomic import atomic_path, write_text
-from vq.checkpoint import load_checkpoint, save_checkpoint
+from vq.atomic import atomic_path
 from vq.model import VQModel
-from vq.train import RunClock, append_metrics, batch_indices, finish_run, learning_rate
+from vq.training import batch_indices, open_run, step_generator, train_loop
 
 from .config import ARPreset
 from .model import ARDecoder
@@ -33,8 +28,6 @@ from .pipeline import TextToImage
 from .sequence import caption_prefixes, null_prefixes, training_sequences
 from .text_tokenizer import CaptionTokenizer
 
-logger = logging.getLogger(__name__)
-CHECKPOINT_NAME = "checkpoint.safetensors"
 TOKENS_NAME = "tokens.safetensors"
 
 
@@ -79,15 +72,10 @@ def train_ar(preset: ARPreset, vq_dir: str | Path, images: torch.Tensor, caption
     """Train on ``images`` (uint8 (N, 3, S, S)) and their ``captions``; writes the pipeline to
     ``out_dir/pipeline`` and returns its path. ``stop_after`` ends the run after that many steps as if killed."""
     cfg = preset.train
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_path = out_dir / CHECKPOINT_NAME
-    if ckpt_path.exists() and not resume:
-        raise ValueError(f"{ckpt_path} exists: pass resume=True (--resume) to continue it, or choose another --out")
+    accelerator, ckpt_path = open_run(out_dir, resume)
+    out_dir = ckpt_path.parent
     if len(images) != len(captions):
         raise ValueError(f"got {len(images)} images but {len(captions)} captions")
-
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())
     vq = VQModel.from_pretrained(vq_dir)
     if tuple(images.shape[1:]) != (3, vq.config.image_size, vq.config.image_size) or images.dtype != torch.uint8:
         raise ValueError(f"images must be uint8 (N, 3, {vq.config.image_size}, {vq.config.image_size}) for the "
@@ -111,33 +99,12 @@ def train_ar(preset: ARPreset, vq_dir: str | Path, images: torch.Tensor, caption
     rest = [p for n, p in model.named_parameters() if not (p.ndim == 2 and "embed" not in n)]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                                    {"params": rest, "weight_decay": 0.0}], lr=cfg.lr, betas=cfg.betas)
-    step = 0
-    if resume and ckpt_path.exists():
-        metadata = load_checkpoint(ckpt_path, model, optimizer)
-        step = metadata["step"]
-        logger.info("resumed from %s at step %d", ckpt_path, step)
-    model, optimizer = accelerator.prepare(model, optimizer)
-    if accelerator.is_main_process:
-        write_text(out_dir / "preset.json", json.dumps({"model": config.to_dict(), "train": cfg.to_dict()}, indent=2))
-
-    rank, world = accelerator.process_index, accelerator.num_processes
-    if cfg.batch_size % world:
-        raise ValueError(f"batch_size {cfg.batch_size} must be divisible by the {world} processes")
     device = accelerator.device
     autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if cfg.bf16 else contextlib.nullcontext())
-    metrics_file = out_dir / "metrics.jsonl"
-    clock = (RunClock.resumed(metadata, out_dir / "metrics.jsonl", cfg.batch_size) if step else RunClock())
-    start, seen = time.monotonic(), 0
-    bar = tqdm(total=cfg.max_steps, initial=step, desc="train ar",
-               disable=not progress or not accelerator.is_main_process)
-    model.train()
-    while step < cfg.max_steps:
-        if max_minutes is not None and time.monotonic() - start > max_minutes * 60:
-            break
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(step, cfg.lr, cfg.warmup_steps, cfg.max_steps)
+
+    def compute_loss(model, step, rank, world):
         idx = batch_indices(cfg.seed, step, len(codes), cfg.batch_size)
-        drop = torch.rand(cfg.batch_size, generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + step))
+        drop = torch.rand(cfg.batch_size, generator=step_generator(cfg.seed, step))
         idx, drop = idx[rank::world], drop[rank::world] < cfg.caption_dropout
         prefix = torch.where(drop[:, None], null, prefixes[idx])
         seq = training_sequences(config, prefix, codes[idx]).to(device)
@@ -147,24 +114,11 @@ def train_ar(preset: ARPreset, vq_dir: str | Path, images: torch.Tensor, caption
         targets = seq[:, config.prefix_len:]
         loss = F.cross_entropy(logits[:, config.prefix_len - 1:].reshape(-1, config.vocab_size).float(),
                                targets.reshape(-1))
-        optimizer.zero_grad(set_to_none=True)
-        accelerator.backward(loss)
-        accelerator.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        step += 1
-        seen += len(idx) * world
-        if step % cfg.log_every == 0 or step == cfg.max_steps:
-            record = {"step": step, "loss": loss.item(), "lr": optimizer.param_groups[0]["lr"],
-                      "images_per_s": seen / (time.monotonic() - start)}
-            append_metrics(accelerator, metrics_file, record)
-            bar.set_postfix(loss=f"{record['loss']:.3f}", img_s=f"{record['images_per_s']:.1f}")
-        bar.update()
-        if step % cfg.checkpoint_every == 0 and accelerator.is_main_process:
-            save_checkpoint(ckpt_path, accelerator.unwrap_model(model), optimizer, step, extra=clock.extra())
-        if stop_after is not None and step >= stop_after:
-            bar.close()
-            return out_dir / "pipeline"
-    bar.close()
-    finish_run(accelerator, model, optimizer, ckpt_path, step,
-               lambda m: TextToImage(vq, tokenizer, m).save_pretrained(out_dir / "pipeline"), clock)
-    return out_dir / "pipeline"
+        return loss, {}
+
+    pipeline_dir = out_dir / "pipeline"
+    train_loop(accelerator, model, optimizer, cfg, ckpt_path, resume,
+               {"model": config.to_dict(), "train": cfg.to_dict()}, compute_loss,
+               lambda m: TextToImage(vq, tokenizer, m).save_pretrained(pipeline_dir), "train ar", max_minutes,
+               stop_after, progress)
+    return pipeline_dir

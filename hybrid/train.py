@@ -10,28 +10,20 @@ reconstruction of the image; the baseline's is the caption (dropped to the null 
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from accelerate import Accelerator
 from accelerate.utils import set_seed
-from tqdm.auto import tqdm
 
-from vq.atomic import write_text
-from vq.checkpoint import load_checkpoint, save_checkpoint
 from vq.config import dataclass_from_dict
-from vq.train import RunClock, append_metrics, batch_indices, finish_run, learning_rate
+from vq.training import batch_indices, open_run, step_generator, train_loop
 
 from .baseline import DiffusionBaseline
 from .config import BaselineConfig, RefinerConfig
 from .refiner import Refiner, diffusion_target
-
-CHECKPOINT_NAME = "checkpoint.safetensors"
-
 
 @dataclass(frozen=True)
 class DiffusionTrainConfig:
@@ -101,45 +93,18 @@ def train_diffusion(preset: DiffusionPreset, model_overrides: dict, images: torc
                          f"{images.dtype} {tuple(images.shape)}")
     if len(conditions) != len(images):
         raise ValueError(f"got {len(images)} images but {len(conditions)} conditions")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_path = out_dir / CHECKPOINT_NAME
-    if ckpt_path.exists() and not resume:
-        raise ValueError(f"{ckpt_path} exists: pass resume=True (--resume) to continue it, or choose another --out")
-
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    accelerator, ckpt_path = open_run(out_dir, resume)
     set_seed(cfg.seed)
     model = model_cls(config)
     scheduler = model.scheduler()
-    alphas = scheduler.alphas_cumprod
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
-    step = 0
-    if resume and ckpt_path.exists():
-        metadata = load_checkpoint(ckpt_path, model, optimizer)
-        step = metadata["step"]
-    model, optimizer = accelerator.prepare(model, optimizer)
-    if accelerator.is_main_process:
-        write_text(out_dir / "preset.json", json.dumps({"kind": preset.kind, "model": config.to_dict(),
-                                                        "train": cfg.to_dict()}, indent=2))
-    rank, world = accelerator.process_index, accelerator.num_processes
-    if cfg.batch_size % world:
-        raise ValueError(f"batch_size {cfg.batch_size} must be divisible by the {world} processes")
-    device = accelerator.device
-    metrics_file = out_dir / "metrics.jsonl"
-    clock = (RunClock.resumed(metadata, out_dir / "metrics.jsonl", cfg.batch_size) if step else RunClock())
-    start, seen = time.monotonic(), 0
-    bar = tqdm(total=cfg.max_steps, initial=step, desc=f"train {preset.kind}",
-               disable=not progress or not accelerator.is_main_process)
-    model.train()
-    while step < cfg.max_steps:
-        if max_minutes is not None and time.monotonic() - start > max_minutes * 60:
-            break
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(step, cfg.lr, cfg.warmup_steps, cfg.max_steps)
-        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+    device, size, base = accelerator.device, config.image_size, model
+
+    def compute_loss(model, step, rank, world):
+        gen = step_generator(cfg.seed, step)
         idx = batch_indices(cfg.seed, step, len(images), cfg.batch_size)
-        t = torch.randint(0, len(alphas), (cfg.batch_size,), generator=gen)
-        noise = torch.randn((cfg.batch_size, 3, config.image_size, config.image_size), generator=gen)
+        t = torch.randint(0, len(scheduler.alphas_cumprod), (cfg.batch_size,), generator=gen)
+        noise = torch.randn((cfg.batch_size, 3, size, size), generator=gen)
         drop = torch.rand(cfg.batch_size, generator=gen) < cfg.caption_dropout
         mine = slice(rank, None, world)
         idx, t, noise, drop = idx[mine], t[mine], noise[mine], drop[mine]
@@ -148,27 +113,12 @@ def train_diffusion(preset: DiffusionPreset, model_overrides: dict, images: torc
         if preset.kind == "refiner":
             condition = conditions[idx].float().div(127.5).sub(1)
         else:
-            condition = torch.where(drop[:, None], accelerator.unwrap_model(model).null_captions(len(idx)),
-                                    conditions[idx].long())
+            condition = torch.where(drop[:, None], base.null_captions(len(idx)), conditions[idx].long())
         prediction = model(noisy.to(device), t.to(device), condition.to(device))
-        loss = F.mse_loss(prediction, diffusion_target(scheduler, clean, noise, t).to(device))
-        optimizer.zero_grad(set_to_none=True)
-        accelerator.backward(loss)
-        accelerator.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        step += 1
-        seen += len(idx) * world
-        if step % cfg.log_every == 0 or step == cfg.max_steps:
-            record = {"step": step, "loss": loss.item(), "images_per_s": seen / (time.monotonic() - start)}
-            append_metrics(accelerator, metrics_file, record)
-            bar.set_postfix(loss=f"{record['loss']:.4f}", img_s=f"{record['images_per_s']:.1f}")
-        bar.update()
-        if step % cfg.checkpoint_every == 0 and accelerator.is_main_process:
-            save_checkpoint(ckpt_path, accelerator.unwrap_model(model), optimizer, step, extra=clock.extra())
-        if stop_after is not None and step >= stop_after:
-            bar.close()
-            return out_dir / "model"
-    bar.close()
-    finish_run(accelerator, model, optimizer, ckpt_path, step, lambda m: m.save_pretrained(out_dir / "model"),
-               clock)
-    return out_dir / "model"
+        return F.mse_loss(prediction, diffusion_target(scheduler, clean, noise, t).to(device)), {}
+
+    model_dir = ckpt_path.parent / "model"
+    train_loop(accelerator, model, optimizer, cfg, ckpt_path, resume,
+               {"kind": preset.kind, "model": config.to_dict(), "train": cfg.to_dict()}, compute_loss,
+               lambda m: m.save_pretrained(model_dir), f"train {preset.kind}", max_minutes, stop_after, progress)
+    return model_dir

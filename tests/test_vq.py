@@ -7,7 +7,8 @@ from vq.config import VQConfig, VQPreset, VQTrainConfig
 from vq.model import VQModel
 from vq.serialization import CheckpointError
 from vq.stats import codebook_stats
-from vq.train import batch_indices, train_vq
+from vq.train import train_vq
+from vq.training import batch_indices
 
 TINY = dict(image_size=16, base_channels=8, channel_mult=(1, 2, 2), latent_dim=16, codebook_size=64,
             codebook_dim=4, kmeans_init=False)

@@ -1,0 +1,168 @@
+"""The training loop every model of the project shares, through ``accelerate`` (one process, or DDP under
+``accelerate launch``).
+
+Resumable to the step: the batch at step ``t`` is a pure function of (seed, t) (a fresh permutation of the data
+each epoch), every other random draw of a step comes from a generator seeded by (seed, t), and the checkpoint
+holds model, optimizer and RNG state; so a run killed with SIGKILL and resumed continues with the same batches
+and the same losses as one that never stopped. This module lives in ``vq``, the lowest package, so that every
+trainer can use it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from tqdm.auto import tqdm
+
+from .atomic import write_text
+from .checkpoint import load_checkpoint, save_checkpoint
+
+logger = logging.getLogger(__name__)
+CHECKPOINT_NAME = "checkpoint.safetensors"
+
+
+def batch_indices(seed: int, step: int, num: int, batch_size: int) -> torch.Tensor:
+    """Indices of the global batch at ``step``: the data in a seeded random order, reshuffled every epoch."""
+    positions = torch.arange(step * batch_size, (step + 1) * batch_size)
+    epochs, offsets = positions // num, positions % num
+    out = torch.empty(batch_size, dtype=torch.long)
+    for epoch in epochs.unique().tolist():
+        perm = torch.randperm(num, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+        mask = epochs == epoch
+        out[mask] = perm[offsets[mask]]
+    return out
+
+
+def step_generator(seed: int, step: int) -> torch.Generator:
+    """The generator of every other random draw of a step (noise, timesteps, caption dropout)."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + step)
+
+
+def learning_rate(step: int, base: float, warmup: int, total: int) -> float:
+    """Linear warm-up, then cosine decay to 10% of ``base``."""
+    if step < warmup:
+        return base * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def state_digest(model: torch.nn.Module) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+class RunClock:
+    """Training seconds of a run, summed over every process start: kept in the checkpoint's metadata."""
+
+    def __init__(self, prior_seconds: float = 0.0):
+        self.prior, self.start = prior_seconds, time.monotonic()
+
+    @property
+    def seconds(self) -> float:
+        return self.prior + time.monotonic() - self.start
+
+    def extra(self) -> dict:
+        return {"train_seconds": round(self.seconds, 1)}
+
+    @classmethod
+    def resumed(cls, metadata: dict, metrics_file: Path, batch_size: int) -> "RunClock":
+        prior = metadata.get("extra", {}).get("train_seconds")
+        if prior is None and metrics_file.exists():
+            # A checkpoint from before the clock was kept: the first segment's own throughput gives its time.
+            records = [json.loads(line) for line in metrics_file.read_text().splitlines()]
+            done = [r for r in records if r["step"] <= metadata["step"]]
+            prior = done[-1]["step"] * batch_size / done[-1]["images_per_s"] if done else 0.0
+        return cls(prior or 0.0)
+
+
+def open_run(out_dir: str | Path, resume: bool) -> tuple[Accelerator, Path]:
+    """Check the output folder and start accelerate; returns it and the checkpoint path."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out_dir / CHECKPOINT_NAME
+    if ckpt_path.exists() and not resume:
+        raise ValueError(f"{ckpt_path} exists: pass resume=True (--resume) to continue it, or choose another --out")
+    # Without a GPU, ask for the CPU explicitly: only then do processes started by torchrun (what
+    # `accelerate launch --multi_gpu` runs) join one gloo group instead of each training alone.
+    return Accelerator(cpu=not torch.cuda.is_available()), ckpt_path
+
+
+def train_loop(accelerator: Accelerator, model: torch.nn.Module, optimizer: torch.optim.Optimizer, cfg,
+               ckpt_path: Path, resume: bool, preset_record: dict,
+               compute_loss: Callable[[torch.nn.Module, int, int, int], tuple[torch.Tensor, dict]],
+               save_final: Callable[[torch.nn.Module], None], desc: str, max_minutes: float | None = None,
+               stop_after: int | None = None, progress: bool = True,
+               log_fields: Callable[[], dict] | None = None) -> bool:
+    """Train ``model`` from its checkpoint (if resuming) to ``cfg.max_steps``; True when the run finished.
+
+    ``compute_loss(model, step, rank, world)`` returns this process's loss and the numbers to log with it;
+    ``cfg`` has lr, warmup_steps, max_steps, batch_size, log_every, checkpoint_every. At the end each process
+    records a digest of its replica (so a run can prove they agree), and the main process writes the last
+    checkpoint, ``training.json`` (steps, training seconds) and calls ``save_final(unwrapped_model)``.
+    ``stop_after`` ends the run after that many steps as if it had been killed (after its checkpoint, if due).
+    """
+    out_dir = ckpt_path.parent
+    metrics_file = out_dir / "metrics.jsonl"
+    step, clock = 0, RunClock()
+    if resume and ckpt_path.exists():
+        metadata = load_checkpoint(ckpt_path, model, optimizer)
+        step, clock = metadata["step"], RunClock.resumed(metadata, metrics_file, cfg.batch_size)
+        logger.info("resumed from %s at step %d", ckpt_path, step)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    if accelerator.is_main_process:
+        write_text(out_dir / "preset.json", json.dumps(preset_record, indent=2))
+    rank, world = accelerator.process_index, accelerator.num_processes
+    if cfg.batch_size % world:
+        raise ValueError(f"batch_size {cfg.batch_size} must be divisible by the {world} processes")
+    start, seen = time.monotonic(), 0
+    bar = tqdm(total=cfg.max_steps, initial=step, desc=desc, disable=not progress or not accelerator.is_main_process)
+    model.train()
+    while step < cfg.max_steps:
+        if max_minutes is not None and time.monotonic() - start > max_minutes * 60:
+            break
+        lr = learning_rate(step, cfg.lr, cfg.warmup_steps, cfg.max_steps)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        loss, fields = compute_loss(model, step, rank, world)
+        optimizer.zero_grad(set_to_none=True)
+        accelerator.backward(loss)
+        accelerator.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        step += 1
+        seen += cfg.batch_size
+        if step % cfg.log_every == 0 or step == cfg.max_steps:
+            record = {"step": step, "loss": loss.item(), **fields, **(log_fields() if log_fields else {}),
+                      "lr": lr, "images_per_s": seen / (time.monotonic() - start)}
+            if accelerator.is_main_process:
+                with metrics_file.open("a") as f:
+                    f.write(json.dumps(record) + "\n")
+            bar.set_postfix(loss=f"{record['loss']:.4f}", img_s=f"{record['images_per_s']:.1f}",
+                            **{k: f"{v:.2f}" for k, v in record.items() if k == "usage"})
+        bar.update()
+        if step % cfg.checkpoint_every == 0 and accelerator.is_main_process:
+            save_checkpoint(ckpt_path, accelerator.unwrap_model(model), optimizer, step, extra=clock.extra())
+        if stop_after is not None and step >= stop_after:
+            bar.close()
+            return False
+    bar.close()
+    unwrapped = accelerator.unwrap_model(model)
+    (out_dir / f"weights-rank{rank}.sha256").write_text(state_digest(unwrapped))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        save_checkpoint(ckpt_path, unwrapped, optimizer, step, extra=clock.extra())
+        write_text(out_dir / "training.json", json.dumps({"steps": step, "processes": world, **clock.extra()},
+                                                         indent=2))
+        save_final(unwrapped)
+    accelerator.wait_for_everyone()
+    return step >= cfg.max_steps
