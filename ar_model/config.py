@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from vq.config import dataclass_from_dict
+from vq.config import dataclass_from_dict, require_positive_ints
 
 SPECIAL_TOKENS = ("pad", "boi", "eoi", "null")
 
@@ -39,10 +39,8 @@ class ARConfig:
     norm_eps: float = 1e-5
 
     def __post_init__(self):
-        for name in ("text_vocab_size", "codebook_size", "grid_size", "max_caption_tokens", "dim", "n_layers",
-                     "n_heads", "n_kv_heads"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        require_positive_ints(self, ("text_vocab_size", "codebook_size", "grid_size", "max_caption_tokens", "dim",
+                                     "n_layers", "n_heads", "n_kv_heads"))
         if self.dim % self.n_heads or (self.dim // self.n_heads) % 2:
             raise ValueError(f"dim must be a multiple of n_heads with an even head size, got dim={self.dim}, "
                              f"n_heads={self.n_heads}")
@@ -121,9 +119,8 @@ class ARTrainConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "betas", tuple(self.betas))
-        for name in ("batch_size", "max_steps", "log_every", "checkpoint_every", "num_train", "text_vocab_size"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        require_positive_ints(self, ("batch_size", "max_steps", "log_every", "checkpoint_every", "num_train",
+                                     "text_vocab_size"))
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
         if not 0 <= self.caption_dropout < 1:

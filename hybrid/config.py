@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from vq.config import dataclass_from_dict
+from vq.config import dataclass_from_dict, require_positive_ints
 
 PREDICTION_TYPES = ("epsilon", "v_prediction")
 
 
 def _check_unet(cfg) -> None:
     object.__setattr__(cfg, "block_out_channels", tuple(cfg.block_out_channels))
-    for name in ("image_size", "layers_per_block", "norm_num_groups", "num_train_timesteps"):
-        if not isinstance(getattr(cfg, name), int) or getattr(cfg, name) < 1:
-            raise ValueError(f"{name} must be a positive integer, got {getattr(cfg, name)!r}")
+    require_positive_ints(cfg, ("image_size", "layers_per_block", "norm_num_groups", "num_train_timesteps"))
     if not cfg.block_out_channels or any(c % cfg.norm_num_groups for c in cfg.block_out_channels):
         raise ValueError(f"block_out_channels must be multiples of norm_num_groups {cfg.norm_num_groups}, "
                          f"got {cfg.block_out_channels!r}")
@@ -67,10 +65,8 @@ class BaselineConfig:
 
     def __post_init__(self):
         _check_unet(self)
-        for name in ("attention_head_dim", "text_vocab_size", "max_caption_tokens", "text_dim", "text_layers",
-                     "text_heads"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        require_positive_ints(self, ("attention_head_dim", "text_vocab_size", "max_caption_tokens", "text_dim",
+                                     "text_layers", "text_heads"))
         if self.text_dim % self.text_heads:
             raise ValueError(f"text_dim {self.text_dim} must be a multiple of text_heads {self.text_heads}")
 

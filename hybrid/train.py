@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from accelerate.utils import set_seed
 
-from vq.config import dataclass_from_dict
+from vq.config import dataclass_from_dict, require_positive_ints
 from vq.training import batch_indices, open_run, step_generator, train_loop
 
 from .baseline import DiffusionBaseline
@@ -41,9 +41,7 @@ class DiffusionTrainConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "betas", tuple(self.betas))
-        for name in ("batch_size", "max_steps", "log_every", "checkpoint_every", "num_train"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        require_positive_ints(self, ("batch_size", "max_steps", "log_every", "checkpoint_every", "num_train"))
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
 

@@ -16,6 +16,14 @@ from pathlib import Path
 QUANTIZERS = ("vq", "fsq")
 
 
+def require_positive_ints(config, names: tuple[str, ...]) -> None:
+    """Raise a ValueError naming the first of ``names`` that is not a positive integer on ``config``."""
+    for name in names:
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
 def dataclass_from_dict(cls, d: dict):
     """``cls(**d)``, but an unknown key is an error that names it and the allowed keys."""
     known = {f.name for f in fields(cls)}
@@ -62,10 +70,8 @@ class VQConfig:
                 f"image_size must be a multiple of the downsampling factor {self.downsample_factor}, "
                 f"got {self.image_size!r}"
             )
-        for name in ("image_size", "channels", "base_channels", "num_res_blocks", "latent_dim", "codebook_size",
-                     "codebook_dim", "kmeans_iters"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        require_positive_ints(self, ("image_size", "channels", "base_channels", "num_res_blocks", "latent_dim",
+                                     "codebook_size", "codebook_dim", "kmeans_iters"))
         if not 0 < self.decay < 1:
             raise ValueError(f"decay must be in (0, 1), got {self.decay!r}")
 
@@ -107,9 +113,7 @@ class VQTrainConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "betas", tuple(self.betas))
-        for name in ("batch_size", "max_steps", "log_every", "checkpoint_every"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        require_positive_ints(self, ("batch_size", "max_steps", "log_every", "checkpoint_every"))
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
 
