@@ -18,6 +18,16 @@ from .config import BaselineConfig
 from .refiner import make_scheduler
 
 
+def pad_captions(pieces: list[list[int]], length: int, pad_id: int) -> torch.Tensor:
+    """Caption piece ids -> (B, length) ids, PAD-filled; a longer caption is an error, never cut."""
+    out = torch.full((len(pieces), length), pad_id, dtype=torch.long)
+    for row, ids in enumerate(pieces):
+        if len(ids) > length:
+            raise ValueError(f"caption {row} has {len(ids)} tokens; at most {length} fit")
+        out[row, :len(ids)] = torch.as_tensor(ids, dtype=torch.long)
+    return out
+
+
 class CaptionEncoder(nn.Module):
     """Caption pieces (B, L) -> per-token features (B, L, D): embeddings, learned positions, a pre-norm
     transformer encoder (``torch.nn.TransformerEncoder``)."""
@@ -57,13 +67,7 @@ class DiffusionBaseline(nn.Module, PretrainedMixin):
 
     def captions(self, pieces: list[list[int]]) -> torch.Tensor:
         """Caption piece ids -> (B, max_caption_tokens) ids, PAD-filled."""
-        c = self.config
-        out = torch.full((len(pieces), c.max_caption_tokens), c.pad_id, dtype=torch.long)
-        for row, ids in enumerate(pieces):
-            if len(ids) > c.max_caption_tokens:
-                raise ValueError(f"caption {row} has {len(ids)} tokens; at most {c.max_caption_tokens} fit")
-            out[row, :len(ids)] = torch.as_tensor(ids, dtype=torch.long)
-        return out
+        return pad_captions(pieces, self.config.max_caption_tokens, self.config.pad_id)
 
     def null_captions(self, batch: int) -> torch.Tensor:
         out = torch.full((batch, self.config.max_caption_tokens), self.config.pad_id, dtype=torch.long)

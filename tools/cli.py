@@ -200,18 +200,6 @@ def cmd_bench_data(args) -> None:
     _print_json(bench_data(args.num, args.sizes))
 
 
-def _encode_captions(tokenizer, captions: list[str], pad_id: int, length: int):
-    import torch
-
-    out = torch.full((len(captions), length), pad_id, dtype=torch.long)
-    for row, text in enumerate(captions):
-        ids = tokenizer.encode(text)
-        if len(ids) > length:
-            raise UsageError(f"--preset: training caption {row} is {len(ids)} tokens; max_caption_tokens is {length}")
-        out[row, :len(ids)] = torch.tensor(ids)
-    return out
-
-
 def cmd_train_diffusion(args) -> None:
     """``t2i train refiner`` and ``t2i train diffusion``."""
     import torch
@@ -233,9 +221,9 @@ def cmd_train_diffusion(args) -> None:
             raise UsageError(f"--vq: the tokenizer takes {vq.config.image_size} px images but --data holds "
                              f"{images.shape[-1]} px")
         cache = args.out / "conditions.safetensors"
-        if cache.exists() and len(load_file(str(cache))["conditions"]) == len(images):
-            conditions = load_file(str(cache))["conditions"]
-        else:  # the VQ reconstructions the refiner learns to improve, made once per run folder
+        conditions = load_file(str(cache))["conditions"] if cache.exists() else None
+        if conditions is None or len(conditions) != len(images):
+            # the VQ reconstructions the refiner learns to improve, made once per run folder
             from tqdm.auto import tqdm
 
             parts = []
@@ -253,7 +241,12 @@ def cmd_train_diffusion(args) -> None:
         tokenizer = CaptionTokenizer.from_pretrained(args.tokenizer)
         overrides = {"text_vocab_size": tokenizer.vocab_size}
         length = preset.model.get("max_caption_tokens", 32)
-        conditions = _encode_captions(tokenizer, captions, tokenizer.vocab_size, length)
+        from hybrid.baseline import pad_captions
+
+        try:
+            conditions = pad_captions([tokenizer.encode(c) for c in captions], length, tokenizer.vocab_size)
+        except ValueError as e:
+            raise UsageError(f"--preset: training {e} (max_caption_tokens {length})") from None
         args.out.mkdir(parents=True, exist_ok=True)
         tokenizer.save_pretrained(args.out / "caption_tokenizer")
     model_dir = train_diffusion(preset, overrides, images, conditions, args.out, max_minutes=args.max_minutes,
@@ -516,6 +509,14 @@ def cmd_release(args) -> None:
 
 # --- parser --------------------------------------------------------------------------------------------------
 
+def _add_run_arguments(p: argparse.ArgumentParser, result: str) -> None:
+    """--data, --out, --max-minutes and --resume: what every trainer takes."""
+    p.add_argument("--data", type=_existing_dir, required=True, help="folder made by 't2i data make'")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--max-minutes", type=float, help=f"stop (and write the {result}) after this many minutes")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.safetensors")
+
+
 def _checkpoint_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", type=_existing_dir, default=DEFAULT_CHECKPOINT,
                    help=f"pipeline folder (default: the shipped {DEFAULT_CHECKPOINT})")
@@ -615,10 +616,7 @@ def build_parser() -> argparse.ArgumentParser:
                                          "'accelerate launch' for several processes.")
     p.add_argument("--preset", default="tiny",
                    help="a preset name from configs/vq (tiny, tiny-f8, ...) or a JSON file of the same form")
-    p.add_argument("--data", type=_existing_dir, required=True, help="folder made by 't2i data make'")
-    p.add_argument("--out", type=Path, required=True, help="output folder")
-    p.add_argument("--max-minutes", type=float, help="stop (and write the model) after this many minutes")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.safetensors")
+    _add_run_arguments(p, "model")
     p.set_defaults(func=cmd_train_vq)
 
     p = train_sub.add_parser("ar", help="train the autoregressive decoder",
@@ -630,10 +628,7 @@ def build_parser() -> argparse.ArgumentParser:
                                          "several processes.")
     p.add_argument("--preset", default="tiny", help="a preset name from configs/ar (tiny, small, base) or a JSON file")
     p.add_argument("--vq", type=_existing_dir, required=True, help="VQ model folder (written by 't2i train vq')")
-    p.add_argument("--data", type=_existing_dir, required=True, help="folder made by 't2i data make'")
-    p.add_argument("--out", type=Path, required=True, help="output folder")
-    p.add_argument("--max-minutes", type=float, help="stop (and write the pipeline) after this many minutes")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.safetensors")
+    _add_run_arguments(p, "pipeline")
     p.set_defaults(func=cmd_train_ar)
 
     for name, text in (("refiner", "train the diffusion refiner (hybrid mode) on VQ reconstructions"),
@@ -642,18 +637,13 @@ def build_parser() -> argparse.ArgumentParser:
                                  description=text[0].upper() + text[1:] + ", through accelerate. Writes "
                                              "OUT/checkpoint.safetensors every few hundred steps (atomically), "
                                              "OUT/metrics.jsonl and, at the end, OUT/model.")
-        p.add_argument("--preset", default="tiny",
-                       help=f"a preset name from configs/{name} or a "
-                            "JSON file")
-        p.add_argument("--data", type=_existing_dir, required=True, help="folder made by 't2i data make'")
+        p.add_argument("--preset", default="tiny", help=f"a preset name from configs/{name} or a JSON file")
         if name == "refiner":
             p.add_argument("--vq", type=_existing_dir, required=True, help="VQ model folder (t2i train vq)")
         else:
             p.add_argument("--tokenizer", type=_existing_dir, required=True,
                            help="caption tokenizer folder of the AR run (e.g. runs/ar-tiny/caption_tokenizer)")
-        p.add_argument("--out", type=Path, required=True, help="output folder")
-        p.add_argument("--max-minutes", type=float, help="stop (and write the model) after this many minutes")
-        p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.safetensors")
+        _add_run_arguments(p, "model")
         p.set_defaults(func=cmd_train_diffusion)
 
     evaluate = sub.add_parser("eval", help="evaluate a model", description="Evaluate a trained model; prints JSON.")
