@@ -70,3 +70,26 @@ def export_llama(decoder: ARDecoder, out_dir: str | Path, caption_tokenizer_dir:
             with atomic_path(out_dir / name) as tmp:
                 shutil.copyfile(Path(caption_tokenizer_dir) / name, tmp)
     return out_dir
+
+
+@torch.no_grad()
+def verify_export(decoder: ARDecoder, folder: str | Path, prompts: torch.Tensor) -> dict:
+    """Load ``folder`` with plain ``transformers`` and compare it with ``decoder`` on ``prompts`` (prefix ids,
+    (B, prefix_len)): the largest logit difference over every position of our greedy sequences, and whether
+    ``LlamaForCausalLM.generate`` (greedy, image codes only) returns our greedy tokens."""
+    from transformers import LlamaForCausalLM
+
+    from .generate import generate
+    from .sampling import SamplingConfig
+
+    c = decoder.config
+    hf = LlamaForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    ours_tokens = generate(decoder, prompts, SamplingConfig("greedy"), progress=False)
+    seq = torch.cat([prompts, ours_tokens + c.image_offset], dim=1)
+    decoder.clear_caches()
+    diff = (decoder(seq).float() - hf(input_ids=seq).logits.float()).abs().max().item()
+    out = hf.generate(input_ids=prompts, attention_mask=torch.ones_like(prompts), do_sample=False,
+                      max_new_tokens=c.image_tokens, min_new_tokens=c.image_tokens,
+                      suppress_tokens=list(range(c.image_offset)))  # ours picks among image codes only
+    return {"prompts": len(prompts), "max_abs_logit_diff": diff,
+            "greedy_tokens_identical": bool(torch.equal(out[:, c.prefix_len:] - c.image_offset, ours_tokens))}

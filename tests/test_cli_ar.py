@@ -83,8 +83,9 @@ def test_generate_modes(capsys, checkpoint, tmp_path, mode, extra):
 def test_release_writes_fp16(capsys, checkpoint, tmp_path):
     code, stdout, _ = run(capsys, "release", "--checkpoint", str(checkpoint / "pipe"), "--out", str(tmp_path / "r"),
                           "--refiner", str(checkpoint / "full" / "refiner"), "--diffusion",
-                          str(checkpoint / "full" / "baseline"))
+                          str(checkpoint / "full" / "baseline"), "--default-cfg-scale", "2.5")
     assert code == 0
+    assert TextToImage.from_pretrained(tmp_path / "r").default_cfg_scale == 2.5
     report = json.loads(stdout)
     assert report["dtype"] == "float16" and "decoder/model.safetensors" in report["files"]
     original = (checkpoint / "pipe" / "decoder" / "model.safetensors").stat().st_size
@@ -166,6 +167,8 @@ BAD = [
     (["generate", "a red circle", "--out", "{tmp}/x.png", "--checkpoint", "{ckpt}/broken"], "missing ['decoder']"),
     (["generate", "a red circle", "--out", "{tmp}/x.png", "--checkpoint", "{tmp}/nowhere"], "does not exist"),
     (["release", "--checkpoint", "{ckpt}/broken", "--out", "{tmp}/r"], "missing ['decoder']"),
+    (["release", "--checkpoint", "{ckpt}/pipe", "--out", "{tmp}/r", "--default-cfg-scale", "0.5"],
+     "--default-cfg-scale"),
     (["train", "ar", "--preset", "huge", "--vq", "{ckpt}/pipe/vq", "--data", "{tmp}", "--out", "{tmp}/o"],
      "AR preset must be one of"),
     (["train", "ar", "--vq", "{tmp}", "--data", "{tmp}", "--out", "{tmp}/o"], "has no config.json"),

@@ -76,3 +76,29 @@ def test_decode_benchmark_runs_and_reports_ratios(pipe):  # noqa: F811
                  "transformers_b8"):
         assert report["results"][name]["seconds"] > 0
     assert report["ratios"]["transformers_over_ours_b1"] > 0 and report["ratios"]["eager_over_compiled_b1"] is None
+
+
+def test_verify_export_reports_agreement(pipe, exported):  # noqa: F811
+    from ar_model.export import verify_export
+
+    folder, _ = exported
+    report = verify_export(pipe.decoder, folder, prompts_tensor(pipe))
+    assert report["prompts"] == len(PROMPTS)
+    assert report["max_abs_logit_diff"] < 1e-4 and report["greedy_tokens_identical"] is True
+
+
+def test_verify_export_sees_a_changed_weight(pipe, exported, tmp_path):  # noqa: F811
+    """The check can fail: a folder whose weights differ from ours is reported as different."""
+    from safetensors.torch import load_file, save_file
+
+    from ar_model.export import verify_export
+
+    folder, _ = exported
+    import shutil
+
+    shutil.copytree(folder, tmp_path / "bad")
+    weights = load_file(str(tmp_path / "bad" / "model.safetensors"))
+    weights["lm_head.weight"] = weights["lm_head.weight"] + 0.5
+    save_file(weights, str(tmp_path / "bad" / "model.safetensors"), metadata={"format": "pt"})
+    report = verify_export(pipe.decoder, tmp_path / "bad", prompts_tensor(pipe))
+    assert report["max_abs_logit_diff"] > 1e-2

@@ -448,8 +448,16 @@ def cmd_export(args) -> None:
 
     pipe = _pipeline(args.checkpoint)
     out = export_llama(pipe.decoder, args.out, caption_tokenizer_dir=args.checkpoint / "caption_tokenizer")
-    _print_json({"export": str(out), "format": "transformers LlamaForCausalLM",
-                 "files": sorted(p.name for p in out.iterdir())})
+    report = {"export": str(out), "format": "transformers LlamaForCausalLM",
+              "files": sorted(p.name for p in out.iterdir())}
+    if args.verify:
+        from ar_model.export import verify_export
+        from ar_model.sequence import caption_prefixes
+        from tools.bench_decode import PROMPTS
+
+        prompts = caption_prefixes(pipe.decoder.config, [pipe.caption_tokenizer.encode(p) for p in PROMPTS])
+        report["verify"] = verify_export(pipe.decoder, out, prompts)
+    _print_json(report)
 
 
 def cmd_compare(args) -> None:
@@ -488,6 +496,8 @@ def cmd_release(args) -> None:
         from hybrid.baseline import DiffusionBaseline
 
         extra["baseline"] = DiffusionBaseline.from_pretrained(args.diffusion)
+    if args.default_cfg_scale is not None:
+        pipe.default_cfg_scale = args.default_cfg_scale
     pipe.save_pretrained(args.out, dtype=torch.float16)
     runs = {"ar": args.checkpoint.parent, **{name: Path(getattr(args, "refiner" if name == "refiner" else
                                                                 "diffusion")).parent for name in extra}}
@@ -718,6 +728,9 @@ def build_parser() -> argparse.ArgumentParser:
                                           "to build the input ids) into OUT.")
     _checkpoint_argument(p)
     p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--verify", action="store_true",
+                   help="load OUT with transformers and report the largest logit difference from ours and whether "
+                        "greedy generate() gives our tokens, on 8 prompts")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("compare", help="every mode on the same prompts and seeds, judged and timed",
@@ -744,6 +757,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pipeline folder, e.g. runs/ar-tiny/pipeline")
     p.add_argument("--refiner", type=_existing_dir, help="refiner model folder to include (t2i train refiner)")
     p.add_argument("--diffusion", type=_existing_dir, help="baseline model folder to include (t2i train diffusion)")
+    p.add_argument("--default-cfg-scale", type=_float_in("default-cfg-scale", 1, None),
+                   help="guidance scale the release uses when a call gives none (default: the checkpoint's)")
     p.add_argument("--out", type=Path, required=True, help="output folder, e.g. checkpoints/tiny")
     p.set_defaults(func=cmd_release)
 
