@@ -50,7 +50,9 @@ def beam_search(model: ARDecoder, prompts: torch.Tensor, sampling: SamplingConfi
         if i == c.image_tokens - 1:
             break
         source = (first_row + parent).view(-1)  # the cache row each new beam continues from
-        model.reorder_caches(torch.cat([source, source + beams]) if guided else source)
+        # Only the image tokens written so far move: a prompt's beams share its caption rows.
+        model.reorder_caches(torch.cat([source, source + beams]) if guided else source, c.prefix_len,
+                             c.prefix_len + i)
         if guided and sampling.cfg_interval is not None and i + 1 >= sampling.cfg_interval:
             model.shrink_caches(beams)  # guidance is over: drop the unconditional rows
             guided = False

@@ -29,7 +29,9 @@ class KVCache(nn.Module):
         """Keep the first ``batch_size`` rows (views of the same memory, no copy)."""
         self.k, self.v = self.k[:batch_size], self.v[:batch_size]
 
-    def reorder(self, index: torch.Tensor) -> None:
-        """Keep the rows ``index`` (B,) of the batch, in that order (beam search)."""
-        self.k.copy_(self.k.index_select(0, index))
-        self.v.copy_(self.v.index_select(0, index))
+    def reorder(self, index: torch.Tensor, start: int = 0, end: int | None = None) -> None:
+        """Keep the rows ``index`` (B,) of the batch, in that order (beam search), for positions [start, end):
+        the positions not yet written, and a prefix every reordered row shares, need no copy."""
+        for buf in (self.k, self.v):
+            part = buf[:, :, start:end]
+            part.copy_(part.index_select(0, index))

@@ -149,9 +149,9 @@ class ARDecoder(nn.Module, PretrainedMixin):
             layer.self_attn.kv_cache.shrink(batch_size)
         self.cache_batch_size = -1  # no longer the shape setup_caches made: the next call allocates afresh
 
-    def reorder_caches(self, index: torch.Tensor) -> None:
+    def reorder_caches(self, index: torch.Tensor, start: int = 0, end: int | None = None) -> None:
         for layer in self.layers:
-            layer.self_attn.kv_cache.reorder(index)
+            layer.self_attn.kv_cache.reorder(index, start, end)
 
     def forward(self, idx: torch.Tensor, input_pos: torch.Tensor | None = None) -> torch.Tensor:
         """idx (B, T) token ids -> logits (B, T, V), float32.

@@ -75,16 +75,22 @@ def bench_decode(pipe: TextToImage, rounds: int = 3, compile_decode: bool = True
                                       max_new_tokens=c.image_tokens, min_new_tokens=c.image_tokens,
                                       suppress_tokens=suppress)[:, c.prefix_len:] - c.image_offset
 
-        same = torch.equal(hf_generate(8), ours_tokens)
-        if not same:
+        theirs = hf_generate(8)
+        same = torch.equal(theirs, ours_tokens)
+        if not same and dtype == torch.float32:
             raise AssertionError("greedy tokens of ours and of transformers.generate differ; timings would be "
                                  "meaningless")
         report["identical_greedy_tokens_vs_transformers"] = same
+        # In 16-bit the two implementations round differently and a near-tie can flip; say how often.
+        report["greedy_token_agreement_vs_transformers"] = round((theirs == ours_tokens).float().mean().item(), 4)
         variants["transformers_b1"] = lambda: hf_generate(1)
         variants["transformers_b8"] = lambda: hf_generate(8)
 
     if compile_decode:
-        compiled = torch.compile(decode_one_token, fullgraph=True, dynamic=False)
+        # On a GPU, CUDA graphs remove the launch overhead that dominates one-token steps (gpt-fast's setting).
+        mode = "reduce-overhead" if device.type == "cuda" else None
+        compiled = torch.compile(decode_one_token, fullgraph=True, dynamic=False, mode=mode)
+        report["compile_mode"] = mode or "default"
         try:
             start = time.perf_counter()
             for b in (1, 8):  # first calls compile (one graph per batch size)
@@ -105,8 +111,12 @@ def bench_decode(pipe: TextToImage, rounds: int = 3, compile_decode: bool = True
             times[name].append(_timed(fn, device))
     median = {name: statistics.median(t) for name, t in times.items()}
     n = c.image_tokens
+    weight_bytes = sum(p.numel() * p.element_size() for p in decoder.parameters())
+    # Every decode step reads every weight once (at any batch): weight bytes per step / step time is the memory
+    # bandwidth the loop achieves, a lower bound (KV cache reads not counted).
     results = {name: {"seconds": round(t, 4), "ms_per_token": round(1000 * t / n, 3),
-                      "images_per_s": round((8 if "_b8" in name else 1) / t, 3)} for name, t in median.items()}
+                      "images_per_s": round((8 if "_b8" in name else 1) / t, 3),
+                      "weight_read_gb_per_s": round(weight_bytes * n / t / 1e9, 2)} for name, t in median.items()}
 
     def ratio(a: str, b: str) -> float | None:
         return round(median[a] / median[b], 3) if a in median and b in median else None
@@ -119,11 +129,13 @@ def bench_decode(pipe: TextToImage, rounds: int = 3, compile_decode: bool = True
                     "cores": os.cpu_count(), "threads": torch.get_num_threads(),
                     "gpu": torch.cuda.get_device_name() if device.type == "cuda" else None},
         "model": {"parameters": sum(p.numel() for p in decoder.parameters()), "dtype": str(dtype).split(".")[-1],
-                  "layers": c.n_layers, "dim": c.dim},
+                  "layers": c.n_layers, "dim": c.dim, "weight_bytes": weight_bytes},
         "results": results,
         "ratios": {
             "transformers_over_ours_b1": ratio("transformers_b1", "ours_b1"),
             "transformers_over_ours_b8": ratio("transformers_b8", "ours_b8"),
+            "transformers_over_ours_compiled_b1": ratio("transformers_b1", "ours_b1_compiled"),
+            "transformers_over_ours_compiled_b8": ratio("transformers_b8", "ours_b8_compiled"),
             "cfg_over_no_cfg_b1": ratio("ours_b1_cfg", "ours_b1"),
             "cfg_over_no_cfg_b8": ratio("ours_b8_cfg", "ours_b8"),
             "beam4_cfg_over_greedy_cfg_b1": ratio("ours_b1_beam4_cfg", "ours_b1_cfg"),

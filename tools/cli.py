@@ -262,7 +262,7 @@ def cmd_bench_decode(args) -> None:
 
     if args.device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device: 'cuda' was asked for but torch sees no GPU; use --device cpu")
-    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[args.dtype]
+    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[args.dtype]
     pipe = TextToImage.from_pretrained(args.checkpoint, device=args.device, dtype=dtype)
     _print_json(bench_decode(pipe, rounds=args.rounds, compile_decode=not args.no_compile,
                              hf=not args.no_transformers, dtype=dtype))
@@ -777,7 +777,9 @@ def build_parser() -> argparse.ArgumentParser:
     _checkpoint_argument(p)
     p.add_argument("--rounds", type=_int_at_least(1), default=3, help="timed rounds per variant (default: 3)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="default: cpu")
-    p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32", help="default: float32")
+    p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32",
+                   help="weights and activations of both loops; in float32 their greedy tokens must be identical, in "
+                        "16 bits the JSON reports how often they agree (default: float32)")
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile variants")
     p.add_argument("--no-transformers", action="store_true", help="skip transformers.generate")
     p.set_defaults(func=cmd_bench_decode)
