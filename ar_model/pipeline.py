@@ -10,6 +10,7 @@ A checkpoint is a folder with one subfolder per component, as in diffusers:
 
 from __future__ import annotations
 
+import inspect
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,17 @@ class TextToImageOutput:
     ids: torch.Tensor  # (N, h, w) VQ codes, N = len(prompts) * num_images
     prompts: list[str]  # the prompt of each image
     log_probs: torch.Tensor | None = None  # (N,) with sampler="beam": each image's guided log-probability
+
+
+def check_prompts(prompt, num_images: int) -> list[str]:
+    """``prompt`` a string or a non-empty list of strings, ``num_images`` an integer >= 1 -> the prompts as a list
+    (every pipeline's first check)."""
+    prompts = [prompt] if isinstance(prompt, str) else prompt
+    if not isinstance(prompts, (list, tuple)) or not prompts or not all(isinstance(p, str) for p in prompts):
+        raise ValueError(f"prompt must be a string or a non-empty list of strings, got {prompt!r}")
+    if isinstance(num_images, bool) or not isinstance(num_images, int) or num_images < 1:
+        raise ValueError(f"num_images must be an integer >= 1, got {num_images!r}")
+    return list(prompts)
 
 
 def per_image_generators(generator, total: int) -> list[torch.Generator] | None:
@@ -112,12 +124,7 @@ class TextToImage:
 
     # --- generation ---------------------------------------------------------------------------------------
     def check_inputs(self, prompt, num_images: int) -> list[str]:
-        prompts = [prompt] if isinstance(prompt, str) else prompt
-        if not isinstance(prompts, (list, tuple)) or not prompts or not all(isinstance(p, str) for p in prompts):
-            raise ValueError(f"prompt must be a string or a non-empty list of strings, got {prompt!r}")
-        if isinstance(num_images, bool) or not isinstance(num_images, int) or num_images < 1:
-            raise ValueError(f"num_images must be an integer >= 1, got {num_images!r}")
-        return list(prompts)
+        return check_prompts(prompt, num_images)
 
     def _encode_prompts(self, prompts: list[str], what: str) -> list[list[int]]:
         out = []
@@ -236,9 +243,9 @@ class TextToImage:
     def _run_edit(self, prompt: str, fixed: torch.Tensor, kwargs: dict) -> TextToImageOutput:
         if not isinstance(prompt, str):
             raise ValueError(f"prompt must be a string when editing an image, got {prompt!r}")
-        settings = dict(num_images=1, sampler="greedy", temperature=1.0, top_k=None, top_p=None, cfg_scale=None,
-                        cfg_schedule="constant", cfg_interval=None, beam_width=1, negative_prompt=None,
-                        generator=None)
+        # __call__'s keyword arguments and defaults, read from its signature so the two never drift apart.
+        settings = {name: p.default for name, p in inspect.signature(self.__call__).parameters.items()
+                    if name != "prompt"}
         unknown = sorted(set(kwargs) - set(settings))
         if unknown:
             raise ValueError(f"unknown arguments {unknown}; allowed: {sorted(settings)}")

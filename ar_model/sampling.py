@@ -36,9 +36,7 @@ class SamplingConfig:
         if self.top_p is not None and (isinstance(self.top_p, bool) or not isinstance(self.top_p, (int, float))
                                        or not 0 < self.top_p <= 1):
             raise ValueError(f"top_p must be None or a number in (0, 1], got {self.top_p!r}")
-        if isinstance(self.cfg_scale, bool) or not isinstance(self.cfg_scale, (int, float)) \
-                or not self.cfg_scale >= 1:
-            raise ValueError(f"cfg_scale must be a number >= 1 (1 turns guidance off), got {self.cfg_scale!r}")
+        check_cfg_scale(self.cfg_scale)
         if self.cfg_schedule not in CFG_SCHEDULES:
             raise ValueError(f"cfg_schedule must be one of {list(CFG_SCHEDULES)}, got {self.cfg_schedule!r}")
         if self.cfg_interval is not None and (isinstance(self.cfg_interval, bool) or
@@ -60,6 +58,12 @@ class SamplingConfig:
         if self.cfg_schedule == "linear" and length > 1:
             return 1.0 + (self.cfg_scale - 1.0) * index / (length - 1)
         return float(self.cfg_scale)
+
+
+def check_cfg_scale(cfg_scale) -> None:
+    """A guidance scale is a number >= 1 (1 turns guidance off); shared by the AR and diffusion pipelines."""
+    if isinstance(cfg_scale, bool) or not isinstance(cfg_scale, (int, float)) or not cfg_scale >= 1:
+        raise ValueError(f"cfg_scale must be a number >= 1 (1 turns guidance off), got {cfg_scale!r}")
 
 
 def guide(cond: torch.Tensor, uncond: torch.Tensor, scale: float) -> torch.Tensor:

@@ -11,12 +11,13 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from ar_model.pipeline import TextToImage, TextToImageOutput, per_image_generators
+from ar_model.pipeline import TextToImage, TextToImageOutput, check_prompts, per_image_generators
+from ar_model.sampling import check_cfg_scale
 from ar_model.text_tokenizer import CaptionTokenizer
 from vq.serialization import CheckpointError
 
 from .baseline import DiffusionBaseline
-from .refiner import Refiner
+from .refiner import Refiner, check_refine_arguments
 
 DEFAULT_REFINE_STEPS = 4
 DEFAULT_REFINE_STRENGTH = 0.3
@@ -62,11 +63,7 @@ class HybridPipeline:
     @torch.no_grad()
     def __call__(self, prompt, num_images: int = 1, refine_steps: int = DEFAULT_REFINE_STEPS,
                  refine_strength: float = DEFAULT_REFINE_STRENGTH, generator=None, **kwargs) -> TextToImageOutput:
-        if isinstance(refine_steps, bool) or not isinstance(refine_steps, int) or refine_steps < 0:
-            raise ValueError(f"refine_steps must be an integer >= 0, got {refine_steps!r}")
-        if isinstance(refine_strength, bool) or not isinstance(refine_strength, (int, float)) \
-                or not 0 <= refine_strength <= 1:
-            raise ValueError(f"refine_strength must be a number in [0, 1], got {refine_strength!r}")
+        check_refine_arguments(refine_steps, refine_strength)  # before any generation
         prompts = self.ar.check_inputs(prompt, num_images)
         generators = per_image_generators(generator, len(prompts) * num_images)
         out = self.ar(prompts, num_images=num_images, generator=generators, **kwargs)
@@ -102,14 +99,9 @@ class DiffusionBaselinePipeline:
     @torch.no_grad()
     def __call__(self, prompt, num_images: int = 1, cfg_scale: float | None = None,
                  num_inference_steps: int = DEFAULT_DIFFUSION_STEPS, generator=None) -> TextToImageOutput:
-        prompts = [prompt] if isinstance(prompt, str) else prompt
-        if not isinstance(prompts, (list, tuple)) or not prompts or not all(isinstance(p, str) for p in prompts):
-            raise ValueError(f"prompt must be a string or a non-empty list of strings, got {prompt!r}")
-        if isinstance(num_images, bool) or not isinstance(num_images, int) or num_images < 1:
-            raise ValueError(f"num_images must be an integer >= 1, got {num_images!r}")
+        prompts = check_prompts(prompt, num_images)
         cfg_scale = self.default_cfg_scale if cfg_scale is None else cfg_scale
-        if isinstance(cfg_scale, bool) or not isinstance(cfg_scale, (int, float)) or cfg_scale < 1:
-            raise ValueError(f"cfg_scale must be a number >= 1 (1 turns guidance off), got {cfg_scale!r}")
+        check_cfg_scale(cfg_scale)
         if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) \
                 or num_inference_steps < 1:
             raise ValueError(f"num_inference_steps must be an integer >= 1, got {num_inference_steps!r}")

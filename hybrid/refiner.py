@@ -40,6 +40,14 @@ def check_images(images: torch.Tensor, size: int, name: str = "images") -> None:
         raise ValueError(f"{name} must lie in [0, 1], got values in [{images.min():.3g}, {images.max():.3g}]")
 
 
+def check_refine_arguments(steps, strength) -> None:
+    """``refine_steps`` an integer >= 0, ``refine_strength`` a number in [0, 1]; else a ValueError naming them."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"refine_steps must be an integer >= 0, got {steps!r}")
+    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0 <= strength <= 1:
+        raise ValueError(f"refine_strength must be a number in [0, 1], got {strength!r}")
+
+
 class Refiner(nn.Module, PretrainedMixin):
     config_class = RefinerConfig
 
@@ -66,10 +74,7 @@ class Refiner(nn.Module, PretrainedMixin):
                generator: torch.Generator | list[torch.Generator] | None = None) -> torch.Tensor:
         """images (B, 3, S, S) in [0, 1] -> refined images, same shape; ``steps`` = 0 returns them unchanged."""
         check_images(images, self.config.image_size)
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-            raise ValueError(f"refine_steps must be an integer >= 0, got {steps!r}")
-        if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0 <= strength <= 1:
-            raise ValueError(f"refine_strength must be a number in [0, 1], got {strength!r}")
+        check_refine_arguments(steps, strength)
         if steps == 0 or strength == 0:
             return images
         scheduler = self.scheduler()

@@ -25,6 +25,7 @@ from .baseline import DiffusionBaseline
 from .config import BaselineConfig, RefinerConfig
 from .refiner import Refiner, diffusion_target
 
+
 @dataclass(frozen=True)
 class DiffusionTrainConfig:
     batch_size: int = 32
