@@ -55,12 +55,12 @@ class DiffusionBaseline(nn.Module, PretrainedMixin):
         self.config = config
         self.text = CaptionEncoder(config.text_vocab_size + 2, config.max_caption_tokens, config.text_dim,
                                    config.text_layers, config.text_heads)
-        levels = len(config.block_out_channels)
+        levels, attn = len(config.block_out_channels), config.attention_levels
         self.unet = UNet2DConditionModel(
             sample_size=config.image_size, in_channels=3, out_channels=3,
             block_out_channels=config.block_out_channels, layers_per_block=config.layers_per_block,
-            down_block_types=("DownBlock2D",) + ("CrossAttnDownBlock2D",) * (levels - 1),
-            up_block_types=("CrossAttnUpBlock2D",) * (levels - 1) + ("UpBlock2D",),
+            down_block_types=("DownBlock2D",) * (levels - attn) + ("CrossAttnDownBlock2D",) * attn,
+            up_block_types=("CrossAttnUpBlock2D",) * attn + ("UpBlock2D",) * (levels - attn),
             norm_num_groups=config.norm_num_groups, cross_attention_dim=config.text_dim,
             attention_head_dim=config.attention_head_dim,
         )

@@ -53,6 +53,9 @@ class BaselineConfig:
     layers_per_block: int = 1
     norm_num_groups: int = 8
     attention_head_dim: int = 16
+    # Cross-attention blocks at the lowest-resolution levels only (None: every level but the first). Attention
+    # at 64x64 or 32x32 costs a CPU far more than the convolutions around it.
+    cross_attention_levels: int | None = None
     num_train_timesteps: int = 1000
     beta_schedule: str = "squaredcos_cap_v2"
     prediction_type: str = "epsilon"
@@ -67,8 +70,19 @@ class BaselineConfig:
         _check_unet(self)
         require_positive_ints(self, ("attention_head_dim", "text_vocab_size", "max_caption_tokens", "text_dim",
                                      "text_layers", "text_heads"))
+        levels = len(self.block_out_channels)
+        if self.cross_attention_levels is not None and (
+                isinstance(self.cross_attention_levels, bool) or not isinstance(self.cross_attention_levels, int)
+                or not 1 <= self.cross_attention_levels <= levels):
+            raise ValueError(f"cross_attention_levels must be None or an integer in [1, {levels}] (the number of "
+                             f"levels of block_out_channels), got {self.cross_attention_levels!r}")
         if self.text_dim % self.text_heads:
             raise ValueError(f"text_dim {self.text_dim} must be a multiple of text_heads {self.text_heads}")
+
+    @property
+    def attention_levels(self) -> int:
+        levels = len(self.block_out_channels)
+        return levels - 1 if self.cross_attention_levels is None else self.cross_attention_levels
 
     @property
     def pad_id(self) -> int:

@@ -141,3 +141,16 @@ def test_training_loss_falls_and_resume_repeats_it(kind, tmp_path):
     assert [r["step"] for r in cut][:9] == [1, 2, 3, 4, 5, 6, 7, 6, 7]
     assert all(r["loss"] == pytest.approx(by_step[r["step"]], rel=1e-6) for r in cut)
     assert (tmp_path / "cut" / "model" / "model.safetensors").exists()
+
+
+def test_cross_attention_only_at_the_lowest_levels():
+    cfg = dict(UNET, block_out_channels=(8, 16, 16), attention_head_dim=8, text_vocab_size=50, max_caption_tokens=8,
+               text_dim=16, text_layers=1, text_heads=2)
+    default = DiffusionBaseline(BaselineConfig(**cfg)).unet.config
+    assert default.down_block_types == ("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D")
+    one = DiffusionBaseline(BaselineConfig(**cfg, cross_attention_levels=1)).unet.config
+    assert one.down_block_types == ("DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D")
+    assert one.up_block_types == ("CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D")
+    for bad in (0, 4, True, 1.5):
+        with pytest.raises(ValueError, match="cross_attention_levels must be None or an integer in"):
+            BaselineConfig(**cfg, cross_attention_levels=bad)
