@@ -15,17 +15,16 @@ classifier-free guidance) is NULL followed by PADs.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
-from importlib import resources
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from vq.config import dataclass_from_dict, require_positive_ints
+from vq.config import JSONConfig, TrainConfig, read_preset, require_positive_ints
 
 SPECIAL_TOKENS = ("pad", "boi", "eoi", "null")
 
 
 @dataclass(frozen=True)
-class ARConfig:
+class ARConfig(JSONConfig):
     text_vocab_size: int = 256
     codebook_size: int = 512
     grid_size: int = 16  # image tokens per side (the VQ tokenizer's grid)
@@ -93,45 +92,22 @@ class ARConfig:
         """Prompt, image codes and EOI."""
         return self.prefix_len + self.image_tokens + 1
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ARConfig":
-        return dataclass_from_dict(cls, d)
-
 
 @dataclass(frozen=True)
-class ARTrainConfig:
-    batch_size: int = 32
-    lr: float = 1e-3
+class ARTrainConfig(TrainConfig):
     weight_decay: float = 0.05
-    betas: tuple[float, float] = (0.9, 0.95)
     warmup_steps: int = 200
-    max_steps: int = 4000
-    caption_dropout: float = 0.1  # captions replaced by the null caption, for classifier-free guidance
-    log_every: int = 20
     checkpoint_every: int = 100
-    seed: int = 0
-    num_train: int = 50000  # scenes to read from the shards (all of them if fewer)
+    num_train: int = 50000
+    caption_dropout: float = 0.1  # captions replaced by the null caption, for classifier-free guidance
     text_vocab_size: int = 256  # sentencepiece vocabulary trained on the captions
     bf16: bool = False  # autocast matmuls to bfloat16 (CUDA, or CPUs with AVX512-BF16/AMX)
 
     def __post_init__(self):
-        object.__setattr__(self, "betas", tuple(self.betas))
-        require_positive_ints(self, ("batch_size", "max_steps", "log_every", "checkpoint_every", "num_train",
-                                     "text_vocab_size"))
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr!r}")
+        super().__post_init__()
+        require_positive_ints(self, ("text_vocab_size",))
         if not 0 <= self.caption_dropout < 1:
             raise ValueError(f"caption_dropout must be in [0, 1), got {self.caption_dropout!r}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ARTrainConfig":
-        return dataclass_from_dict(cls, d)
 
 
 @dataclass(frozen=True)
@@ -157,11 +133,7 @@ class ARPreset:
 
     @classmethod
     def from_name(cls, name: str) -> "ARPreset":
-        folder = resources.files("configs") / "ar"
-        names = sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".json"))
-        if name not in names:
-            raise ValueError(f"AR preset must be one of {names}, got {name!r}")
-        return cls.from_dict(json.loads((folder / f"{name}.json").read_text()))
+        return cls.from_dict(read_preset("ar", name, "AR"))
 
     def model_config(self, text_vocab_size: int, codebook_size: int, grid_size: int) -> ARConfig:
         return ARConfig.from_dict({**self.model, "text_vocab_size": text_vocab_size, "codebook_size": codebook_size,

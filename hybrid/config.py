@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
-from vq.config import dataclass_from_dict, require_positive_ints
+from vq.config import JSONConfig, require_positive_ints
 
 PREDICTION_TYPES = ("epsilon", "v_prediction")
 
@@ -22,7 +22,7 @@ def _check_unet(cfg) -> None:
 
 
 @dataclass(frozen=True)
-class RefinerConfig:
+class RefinerConfig(JSONConfig):
     """A ``UNet2DModel`` that denoises an image given the VQ decoding of its tokens (6 input channels)."""
 
     image_size: int = 64
@@ -36,16 +36,9 @@ class RefinerConfig:
     def __post_init__(self):
         _check_unet(self)
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "RefinerConfig":
-        return dataclass_from_dict(cls, d)
-
 
 @dataclass(frozen=True)
-class BaselineConfig:
+class BaselineConfig(JSONConfig):
     """A ``UNet2DConditionModel`` with cross-attention over a small caption encoder trained from scratch."""
 
     image_size: int = 64
@@ -92,9 +85,3 @@ class BaselineConfig:
     def null_id(self) -> int:
         return self.text_vocab_size + 1
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "BaselineConfig":
-        return dataclass_from_dict(cls, d)

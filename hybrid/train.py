@@ -10,15 +10,14 @@ reconstruction of the image; the baseline's is the caption (dropped to the null 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
-from importlib import resources
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from accelerate.utils import set_seed
 
-from vq.config import dataclass_from_dict, require_positive_ints
+from vq.config import TrainConfig, dataclass_from_dict, read_preset
 from vq.training import batch_indices, open_run, step_generator, train_loop
 
 from .baseline import DiffusionBaseline
@@ -27,27 +26,17 @@ from .refiner import Refiner, diffusion_target
 
 
 @dataclass(frozen=True)
-class DiffusionTrainConfig:
-    batch_size: int = 32
-    lr: float = 1e-3
-    weight_decay: float = 0.0
+class DiffusionTrainConfig(TrainConfig):
     betas: tuple[float, float] = (0.9, 0.99)
     warmup_steps: int = 200
-    max_steps: int = 4000
-    caption_dropout: float = 0.1  # baseline only
-    log_every: int = 20
     checkpoint_every: int = 100
-    seed: int = 0
     num_train: int = 50000
+    caption_dropout: float = 0.1  # baseline only
 
     def __post_init__(self):
-        object.__setattr__(self, "betas", tuple(self.betas))
-        require_positive_ints(self, ("batch_size", "max_steps", "log_every", "checkpoint_every", "num_train"))
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr!r}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+        super().__post_init__()
+        if not 0 <= self.caption_dropout < 1:
+            raise ValueError(f"caption_dropout must be in [0, 1), got {self.caption_dropout!r}")
 
 
 MODELS = {"refiner": (Refiner, RefinerConfig), "diffusion": (DiffusionBaseline, BaselineConfig)}
@@ -71,11 +60,7 @@ class DiffusionPreset:
     def from_name(cls, kind: str, name: str) -> "DiffusionPreset":
         if name.endswith(".json"):
             return cls.from_dict(kind, json.loads(Path(name).read_text()))
-        folder = resources.files("configs") / kind
-        names = sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".json"))
-        if name not in names:
-            raise ValueError(f"{kind} preset must be one of {names}, got {name!r}")
-        return cls.from_dict(kind, json.loads((folder / f"{name}.json").read_text()))
+        return cls.from_dict(kind, read_preset(kind, name, kind))
 
 
 def train_diffusion(preset: DiffusionPreset, model_overrides: dict, images: torch.Tensor,

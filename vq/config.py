@@ -33,8 +33,51 @@ def dataclass_from_dict(cls, d: dict):
     return cls(**d)
 
 
+def read_preset(folder: str, name: str, what: str) -> dict:
+    """The JSON of preset ``name`` in ``configs/<folder>/``; an unknown name is an error listing the known ones."""
+    root = resources.files("configs") / folder
+    names = sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".json"))
+    if name not in names:
+        raise ValueError(f"{what} preset must be one of {names}, got {name!r}")
+    return json.loads((root / f"{name}.json").read_text())
+
+
+class JSONConfig:
+    """``to_dict`` / ``from_dict`` for the frozen dataclass configs that are saved as JSON."""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        return dataclass_from_dict(cls, d)
+
+
 @dataclass(frozen=True)
-class VQConfig:
+class TrainConfig(JSONConfig):
+    """What every trainer reads (the shared loop in ``vq.training``); each model's config adds its own fields
+    and defaults."""
+
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.95)
+    warmup_steps: int = 100
+    max_steps: int = 4000
+    log_every: int = 20
+    checkpoint_every: int = 200
+    seed: int = 0
+    num_train: int = 20000  # scenes to read from the shards (all of them if fewer)
+
+    def __post_init__(self):
+        object.__setattr__(self, "betas", tuple(self.betas))
+        require_positive_ints(self, ("batch_size", "max_steps", "log_every", "checkpoint_every", "num_train"))
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr!r}")
+
+
+@dataclass(frozen=True)
+class VQConfig(JSONConfig):
     image_size: int = 64
     channels: int = 3
     base_channels: int = 64
@@ -88,41 +131,12 @@ class VQConfig:
     def vocab_size(self) -> int:
         return self.codebook_size if self.quantizer == "vq" else math.prod(self.fsq_levels)
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "VQConfig":
-        return dataclass_from_dict(cls, d)
-
 
 @dataclass(frozen=True)
-class VQTrainConfig:
-    batch_size: int = 32
+class VQTrainConfig(TrainConfig):
     lr: float = 2e-3
-    weight_decay: float = 0.0
-    betas: tuple[float, float] = (0.9, 0.95)
-    warmup_steps: int = 100
-    max_steps: int = 4000
     l1_weight: float = 1.0
     l2_weight: float = 1.0
-    log_every: int = 20
-    checkpoint_every: int = 200
-    seed: int = 0
-    num_train: int = 20000  # scenes to read from the shards (all of them if fewer)
-
-    def __post_init__(self):
-        object.__setattr__(self, "betas", tuple(self.betas))
-        require_positive_ints(self, ("batch_size", "max_steps", "log_every", "checkpoint_every"))
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr!r}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "VQTrainConfig":
-        return dataclass_from_dict(cls, d)
 
 
 @dataclass(frozen=True)
@@ -143,7 +157,4 @@ class VQPreset:
 
     @classmethod
     def from_name(cls, name: str) -> "VQPreset":
-        names = sorted(p.name[:-5] for p in (resources.files("configs") / "vq").iterdir() if p.name.endswith(".json"))
-        if name not in names:
-            raise ValueError(f"VQ preset must be one of {names}, got {name!r}")
-        return cls.from_dict(json.loads((resources.files("configs") / "vq" / f"{name}.json").read_text()))
+        return cls.from_dict(read_preset("vq", name, "VQ"))
