@@ -18,7 +18,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vq.config import JSONConfig, TrainConfig, read_preset, require_positive_ints
+from vq.config import JSONConfig, TrainConfig, preset_parts, read_preset, require_positive_ints
 
 SPECIAL_TOKENS = ("pad", "boi", "eoi", "null")
 
@@ -120,12 +120,9 @@ class ARPreset:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ARPreset":
-        unknown = sorted(set(d) - {"model", "train"})
-        if unknown:
-            raise ValueError(f"unknown preset keys {unknown}; allowed: ['model', 'train']")
-        model = dict(d.get("model", {}))
+        model, train = preset_parts(d)
         ARConfig.from_dict(model)  # validate the keys and values now, not after data preparation
-        return cls(model, ARTrainConfig.from_dict(d.get("train", {})))
+        return cls(model, ARTrainConfig.from_dict(train))
 
     @classmethod
     def from_json(cls, path: str | Path) -> "ARPreset":

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from accelerate.utils import set_seed
 
-from vq.config import TrainConfig, dataclass_from_dict, read_preset
+from vq.config import TrainConfig, preset_parts, read_preset
 from vq.training import batch_indices, open_run, step_generator, train_loop
 
 from .baseline import DiffusionBaseline
@@ -50,11 +50,9 @@ class DiffusionPreset:
 
     @classmethod
     def from_dict(cls, kind: str, d: dict) -> "DiffusionPreset":
-        unknown = sorted(set(d) - {"model", "train"})
-        if unknown:
-            raise ValueError(f"unknown preset keys {unknown}; allowed: ['model', 'train']")
-        MODELS[kind][1].from_dict(d.get("model", {}))  # validate now, not after data preparation
-        return cls(kind, dict(d.get("model", {})), dataclass_from_dict(DiffusionTrainConfig, d.get("train", {})))
+        model, train = preset_parts(d)
+        MODELS[kind][1].from_dict(model)  # validate now, not after data preparation
+        return cls(kind, model, DiffusionTrainConfig.from_dict(train))
 
     @classmethod
     def from_name(cls, kind: str, name: str) -> "DiffusionPreset":

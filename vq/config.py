@@ -42,6 +42,14 @@ def read_preset(folder: str, name: str, what: str) -> dict:
     return json.loads((root / f"{name}.json").read_text())
 
 
+def preset_parts(d: dict) -> tuple[dict, dict]:
+    """A preset's JSON -> its ``model`` and ``train`` dicts; any other key is an error."""
+    unknown = sorted(set(d) - {"model", "train"})
+    if unknown:
+        raise ValueError(f"unknown preset keys {unknown}; allowed: ['model', 'train']")
+    return dict(d.get("model", {})), dict(d.get("train", {}))
+
+
 class JSONConfig:
     """``to_dict`` / ``from_dict`` for the frozen dataclass configs that are saved as JSON."""
 
@@ -146,10 +154,8 @@ class VQPreset:
 
     @classmethod
     def from_dict(cls, d: dict) -> "VQPreset":
-        unknown = sorted(set(d) - {"model", "train"})
-        if unknown:
-            raise ValueError(f"unknown preset keys {unknown}; allowed: ['model', 'train']")
-        return cls(VQConfig.from_dict(d.get("model", {})), VQTrainConfig.from_dict(d.get("train", {})))
+        model, train = preset_parts(d)
+        return cls(VQConfig.from_dict(model), VQTrainConfig.from_dict(train))
 
     @classmethod
     def from_json(cls, path: str | Path) -> "VQPreset":
