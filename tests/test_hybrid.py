@@ -3,11 +3,13 @@
 import pytest
 import torch
 
+from ar_model.config import ARPreset
 from hybrid.baseline import DiffusionBaseline
 from hybrid.config import BaselineConfig, RefinerConfig
 from hybrid.pipeline import DiffusionBaselinePipeline, HybridPipeline
 from hybrid.refiner import Refiner
 from hybrid.train import DiffusionPreset, train_diffusion
+from vq.config import VQPreset
 
 from .test_ar import pipe, tokenizer  # noqa: F401  (fixtures)
 
@@ -154,3 +156,12 @@ def test_cross_attention_only_at_the_lowest_levels():
     for bad in (0, 4, True, 1.5):
         with pytest.raises(ValueError, match="cross_attention_levels must be None or an integer in"):
             BaselineConfig(**cfg, cross_attention_levels=bad)
+
+
+@pytest.mark.parametrize("load", [VQPreset.from_dict, ARPreset.from_dict,
+                                  lambda d: DiffusionPreset.from_dict("diffusion", d)])
+def test_every_preset_rejects_unknown_keys(load):
+    with pytest.raises(ValueError, match=r"unknown preset keys \['modle'\]; allowed: \['model', 'train'\]"):
+        load({"modle": {}, "train": {}})
+    with pytest.raises(ValueError, match="batch_size must be a positive integer, got 0"):
+        load({"train": {"batch_size": 0}})
