@@ -15,6 +15,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -40,6 +41,18 @@ class TextToImageOutput:
     ids: torch.Tensor  # (N, h, w) VQ codes, N = len(prompts) * num_images
     prompts: list[str]  # the prompt of each image
     log_probs: torch.Tensor | None = None  # (N,) with sampler="beam": each image's guided log-probability
+
+
+def pixels_to_pil(pixels: torch.Tensor) -> list[Image.Image]:
+    """(B, 3, S, S) in [0, 1] -> B RGB PIL images."""
+    arrays = (pixels * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    return [Image.fromarray(a) for a in arrays]
+
+
+def pil_to_pixels(images: list[Image.Image], device=None) -> torch.Tensor:
+    """PIL images of one size -> (B, 3, S, S) float32 in [0, 1] on ``device``."""
+    return torch.stack([torch.from_numpy(np.array(im.convert("RGB"))).permute(2, 0, 1) for im in images]) \
+        .to(device).float() / 255
 
 
 def check_prompts(prompt, num_images: int) -> list[str]:
@@ -142,9 +155,7 @@ class TextToImage:
             if image.size != (s, s):
                 raise ValueError(f"image must be {s}x{s} pixels (the tokenizer's size), got {image.size[0]}x"
                                  f"{image.size[1]}")
-            import numpy as np
-
-            image = torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1).float() / 255
+            image = pil_to_pixels([image])[0]
         if not isinstance(image, torch.Tensor):
             raise ValueError(f"image must be a PIL image or a tensor, got {type(image).__name__}")
         if image.ndim == 3:
@@ -190,8 +201,7 @@ class TextToImage:
             codes = generate(self.decoder, prefixes, sampling, generators, uncond, fixed, progress, self.decode_fn)
         ids = codes.view(-1, c.grid_size, c.grid_size)
         pixels = self.vq.decode_ids(ids)
-        arrays = (pixels * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-        return TextToImageOutput([Image.fromarray(a) for a in arrays], ids.cpu(), all_prompts,
+        return TextToImageOutput(pixels_to_pil(pixels), ids.cpu(), all_prompts,
                                  None if log_probs is None else log_probs.cpu())
 
     def __call__(self, prompt: str | list[str], num_images: int = 1, sampler: str = "greedy",

@@ -9,9 +9,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from PIL import Image
 
-from ar_model.pipeline import TextToImage, TextToImageOutput, check_prompts, per_image_generators
+from ar_model.pipeline import (
+    TextToImage,
+    TextToImageOutput,
+    check_prompts,
+    per_image_generators,
+    pil_to_pixels,
+    pixels_to_pil,
+)
 from ar_model.sampling import check_cfg_scale
 from ar_model.text_tokenizer import CaptionTokenizer
 from vq.serialization import CheckpointError
@@ -22,17 +28,6 @@ from .refiner import Refiner, check_refine_arguments
 DEFAULT_REFINE_STEPS = 4
 DEFAULT_REFINE_STRENGTH = 0.3
 DEFAULT_DIFFUSION_STEPS = 20
-
-
-def _to_pil(images: torch.Tensor) -> list[Image.Image]:
-    arrays = (images * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-    return [Image.fromarray(a) for a in arrays]
-
-
-def _from_pil(images: list[Image.Image], device) -> torch.Tensor:
-    import numpy as np
-
-    return torch.stack([torch.from_numpy(np.array(im)).permute(2, 0, 1) for im in images]).to(device).float() / 255
 
 
 def load_component(path: Path, name: str, cls):
@@ -69,9 +64,9 @@ class HybridPipeline:
         out = self.ar(prompts, num_images=num_images, generator=generators, **kwargs)
         if refine_steps == 0:
             return out
-        images = _from_pil(out.images, self.ar.device)
+        images = pil_to_pixels(out.images, self.ar.device)
         refined = self.refiner.refine(images, refine_steps, refine_strength, generators)
-        return TextToImageOutput(_to_pil(refined), out.ids, out.prompts, out.log_probs)
+        return TextToImageOutput(pixels_to_pil(refined), out.ids, out.prompts, out.log_probs)
 
 
 class DiffusionBaselinePipeline:
@@ -111,4 +106,4 @@ class DiffusionBaselinePipeline:
         device = next(self.baseline.parameters()).device
         ids = self.baseline.captions([ids for ids in pieces for _ in range(num_images)]).to(device)
         images = self.baseline.sample(ids, num_inference_steps, cfg_scale, generators, progress=self.progress)
-        return TextToImageOutput(_to_pil(images), torch.empty(0), all_prompts)
+        return TextToImageOutput(pixels_to_pil(images), torch.empty(0), all_prompts)
