@@ -1,0 +1,38 @@
+"""The checkpoint that ships in checkpoints/tiny: it loads, is what the README says, and the README's first
+command reproduces the image committed under docs/ (same seed, same pixels)."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ar_model.pipeline import TextToImage
+
+from .test_cli import run
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED = ROOT / "checkpoints" / "tiny"
+
+
+def test_shipped_checkpoint_is_fp16_and_small():
+    sizes = sum(p.stat().st_size for p in SHIPPED.rglob("*") if p.is_file())
+    assert sizes < 25_000_000, sizes
+    pipe = TextToImage.from_pretrained(SHIPPED)
+    assert pipe.decoder.lm_head.weight.dtype == torch.float32  # fp16 on disk, float32 once loaded
+    assert json.loads((SHIPPED / "pipeline.json").read_text())["default_cfg_scale"] == pipe.default_cfg_scale
+    assert pipe.vq.config.grid_size == pipe.decoder.config.grid_size == 16
+
+
+def test_readme_command_reproduces_the_docs_image(capsys, tmp_path):
+    readme = (ROOT / "README.md").read_text()
+    command = 't2i generate "a red circle" --out image.png --num-images 4 --sampler sample --top-k 20 --seed 0'
+    lines = readme.splitlines()
+    assert command in lines[lines.index("```bash") + 1]  # the README's first command
+    code, _, _ = run(capsys, "generate", "a red circle", "--out", str(tmp_path / "image.png"), "--num-images", "4",
+                     "--sampler", "sample", "--top-k", "20", "--seed", "0", "--quiet")
+    assert code == 0
+    made = np.array(Image.open(tmp_path / "image.png"))
+    committed = np.array(Image.open(ROOT / "docs" / "a_red_circle.png"))
+    assert made.shape == committed.shape and np.array_equal(made, committed)
