@@ -7,17 +7,25 @@ import torch
 from .config import ARConfig
 
 
+def pad_captions(pieces: list[list[int]], length: int, pad_id: int) -> torch.Tensor:
+    """Caption piece ids -> (B, length) ids, PAD-filled; a longer caption is an error, never cut. (The AR prompts
+    and the diffusion baseline's captions both use it.)"""
+    out = torch.full((len(pieces), length), pad_id, dtype=torch.long)
+    for row, ids in enumerate(pieces):
+        if len(ids) > length:
+            raise ValueError(f"caption {row} has {len(ids)} tokens; at most {length} fit")
+        out[row, :len(ids)] = torch.as_tensor(ids, dtype=torch.long)
+    return out
+
+
 def caption_prefixes(config: ARConfig, captions: list[list[int]]) -> torch.Tensor:
     """Caption piece ids -> prompts (B, prefix_len): the pieces, PAD up to max_caption_tokens, then BOI."""
-    out = torch.full((len(captions), config.prefix_len), config.pad_id, dtype=torch.long)
+    padded = pad_captions(captions, config.max_caption_tokens, config.pad_id)
     for row, ids in enumerate(captions):
-        if len(ids) > config.max_caption_tokens:
-            raise ValueError(f"caption {row} has {len(ids)} tokens; at most {config.max_caption_tokens} fit")
         if ids and not 0 <= min(ids) <= max(ids) < config.text_vocab_size:
             raise ValueError(f"caption {row} has piece ids outside [0, {config.text_vocab_size})")
-        out[row, :len(ids)] = torch.as_tensor(ids, dtype=torch.long)
-    out[:, -1] = config.boi_id
-    return out
+    boi = torch.full((len(captions), 1), config.boi_id, dtype=torch.long)
+    return torch.cat([padded, boi], dim=1)
 
 
 def null_prefixes(config: ARConfig, batch: int) -> torch.Tensor:

@@ -12,20 +12,11 @@ from diffusers import UNet2DConditionModel
 from diffusers.utils.torch_utils import randn_tensor
 from torch import nn
 
+from ar_model.sequence import pad_captions
 from vq.serialization import PretrainedMixin
 
 from .config import BaselineConfig
 from .refiner import make_scheduler
-
-
-def pad_captions(pieces: list[list[int]], length: int, pad_id: int) -> torch.Tensor:
-    """Caption piece ids -> (B, length) ids, PAD-filled; a longer caption is an error, never cut."""
-    out = torch.full((len(pieces), length), pad_id, dtype=torch.long)
-    for row, ids in enumerate(pieces):
-        if len(ids) > length:
-            raise ValueError(f"caption {row} has {len(ids)} tokens; at most {length} fit")
-        out[row, :len(ids)] = torch.as_tensor(ids, dtype=torch.long)
-    return out
 
 
 class CaptionEncoder(nn.Module):

@@ -241,7 +241,7 @@ def cmd_train_diffusion(args) -> None:
         tokenizer = CaptionTokenizer.from_pretrained(args.tokenizer)
         overrides = {"text_vocab_size": tokenizer.vocab_size}
         length = preset.model.get("max_caption_tokens", 32)
-        from hybrid.baseline import pad_captions
+        from ar_model.sequence import pad_captions
 
         try:
             conditions = pad_captions([tokenizer.encode(c) for c in captions], length, tokenizer.vocab_size)
