@@ -51,7 +51,11 @@ class BaselineConfig(JSONConfig):
     cross_attention_levels: int | None = None
     num_train_timesteps: int = 1000
     beta_schedule: str = "squaredcos_cap_v2"
-    prediction_type: str = "epsilon"
+    # v, not the noise: this schedule ends at zero signal (alphas_cumprod[999] = 2.4e-9), where a noise prediction
+    # says nothing about the image (its image estimate is the noise error times 2e4), so sampling starts from a
+    # wrong mean colour; v at zero signal is minus the image (Lin et al. 2024, "Common diffusion noise schedules
+    # and sample steps are flawed"). Seen: the epsilon-trained tiny baseline drew every background grey-violet.
+    prediction_type: str = "v_prediction"
     # caption encoder
     text_vocab_size: int = 448  # the caption tokenizer's pieces; PAD and NULL are added after them
     max_caption_tokens: int = 32

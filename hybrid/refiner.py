@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 
 import torch
-from diffusers import DPMSolverMultistepScheduler, UNet2DModel
+from diffusers import DDPMScheduler, DPMSolverMultistepScheduler, UNet2DModel
 from diffusers.utils.torch_utils import randn_tensor
 from torch import nn
 
@@ -20,12 +20,21 @@ from .config import RefinerConfig
 
 
 def make_scheduler(config) -> DPMSolverMultistepScheduler:
+    """The sampler: DPM-Solver++ over the model's noise schedule."""
     return DPMSolverMultistepScheduler(num_train_timesteps=config.num_train_timesteps,
                                        beta_schedule=config.beta_schedule, prediction_type=config.prediction_type,
                                        algorithm_type="dpmsolver++")
 
 
-def diffusion_target(scheduler, clean: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+def make_training_scheduler(config) -> DDPMScheduler:
+    """The same noise schedule as ``make_scheduler``, as the DDPM scheduler that noises training images and
+    gives v (diffusers' solvers do not)."""
+    return DDPMScheduler(num_train_timesteps=config.num_train_timesteps, beta_schedule=config.beta_schedule,
+                         prediction_type=config.prediction_type)
+
+
+def diffusion_target(scheduler: DDPMScheduler, clean: torch.Tensor, noise: torch.Tensor,
+                     t: torch.Tensor) -> torch.Tensor:
     """What the UNet learns to predict: the noise, or v (Salimans & Ho 2022)."""
     if scheduler.config.prediction_type == "epsilon":
         return noise

@@ -22,7 +22,7 @@ from vq.training import batch_indices, open_run, step_generator, train_loop
 
 from .baseline import DiffusionBaseline
 from .config import BaselineConfig, RefinerConfig
-from .refiner import Refiner, diffusion_target
+from .refiner import Refiner, diffusion_target, make_training_scheduler
 
 
 @dataclass(frozen=True)
@@ -32,11 +32,16 @@ class DiffusionTrainConfig(TrainConfig):
     checkpoint_every: int = 100
     num_train: int = 50000
     caption_dropout: float = 0.1  # baseline only
+    # Train on the first fraction of the noise schedule only: the refiner starts from a partly noised image
+    # (refine_strength), so the high-noise steps a full-schedule model learns are never run.
+    timestep_fraction: float = 1.0
 
     def __post_init__(self):
         super().__post_init__()
         if not 0 <= self.caption_dropout < 1:
             raise ValueError(f"caption_dropout must be in [0, 1), got {self.caption_dropout!r}")
+        if not 0 < self.timestep_fraction <= 1:
+            raise ValueError(f"timestep_fraction must be in (0, 1], got {self.timestep_fraction!r}")
 
 
 MODELS = {"refiner": (Refiner, RefinerConfig), "diffusion": (DiffusionBaseline, BaselineConfig)}
@@ -78,14 +83,15 @@ def train_diffusion(preset: DiffusionPreset, model_overrides: dict, images: torc
     accelerator, ckpt_path = open_run(out_dir, resume)
     set_seed(cfg.seed)
     model = model_cls(config)
-    scheduler = model.scheduler()
+    scheduler = make_training_scheduler(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     device, size, base = accelerator.device, config.image_size, model
 
     def compute_loss(model, step, rank, world):
         gen = step_generator(cfg.seed, step)
         idx = batch_indices(cfg.seed, step, len(images), cfg.batch_size)
-        t = torch.randint(0, len(scheduler.alphas_cumprod), (cfg.batch_size,), generator=gen)
+        t = torch.randint(0, max(1, round(len(scheduler.alphas_cumprod) * cfg.timestep_fraction)),
+                          (cfg.batch_size,), generator=gen)
         noise = torch.randn((cfg.batch_size, 3, size, size), generator=gen)
         drop = torch.rand(cfg.batch_size, generator=gen) < cfg.caption_dropout
         mine = slice(rank, None, world)

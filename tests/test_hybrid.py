@@ -131,7 +131,7 @@ def test_training_loss_falls_and_resume_repeats_it(kind, tmp_path):
     conditions = images.clone() if kind == "refiner" else torch.randint(0, 50, (8, 8))
     overrides = {"text_vocab_size": 50} if kind == "baseline" else {}
     preset = DiffusionPreset.from_dict("diffusion" if kind == "baseline" else kind, {"model": model, "train": {
-        "batch_size": 8, "lr": 3e-3, "warmup_steps": 2, "max_steps": 40, "log_every": 1, "checkpoint_every": 5}})
+        "batch_size": 8, "lr": 3e-3, "warmup_steps": 2, "max_steps": 60, "log_every": 1, "checkpoint_every": 5}})
     train_diffusion(preset, overrides, images, conditions, tmp_path / "full", progress=False)
     full = [__import__("json").loads(x) for x in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
     first, last = sum(r["loss"] for r in full[:5]) / 5, sum(r["loss"] for r in full[-5:]) / 5
@@ -143,6 +143,26 @@ def test_training_loss_falls_and_resume_repeats_it(kind, tmp_path):
     assert [r["step"] for r in cut][:9] == [1, 2, 3, 4, 5, 6, 7, 6, 7]
     assert all(r["loss"] == pytest.approx(by_step[r["step"]], rel=1e-6) for r in cut)
     assert (tmp_path / "cut" / "model" / "model.safetensors").exists()
+
+
+def test_refiner_trains_only_on_the_asked_part_of_the_schedule(tmp_path, monkeypatch):
+    seen = []
+    original = Refiner.forward
+    monkeypatch.setattr(Refiner, "forward",
+                        lambda self, x, t, c: seen.append((x.clone(), t.clone(), c)) or original(self, x, t, c))
+    images = torch.randint(0, 256, (8, 3, 16, 16), dtype=torch.uint8)
+    preset = DiffusionPreset.from_dict("refiner", {"model": UNET, "train": {
+        "batch_size": 8, "max_steps": 6, "warmup_steps": 1, "timestep_fraction": 0.3}})
+    train_diffusion(preset, {}, images, images.clone(), tmp_path / "r", progress=False)
+    t = torch.cat([t for _, t, _ in seen])
+    assert len(t) == 48 and t.max() < 300 and t.min() >= 0
+    # Timestep t carries the noise of step t: small t, nearly the clean image (the condition is the image here).
+    # (diffusers' DPM-Solver noises in mirrored order before set_timesteps; training must not use it.)
+    for noisy, t, clean in seen:
+        error = (noisy - clean).pow(2).flatten(1).mean(1)
+        assert (error[t < 30] < 0.02).all() and (error[t > 200] > 0.05).all(), (t, error)
+    with pytest.raises(ValueError, match=r"timestep_fraction must be in \(0, 1\], got 0"):
+        DiffusionPreset.from_dict("refiner", {"train": {"timestep_fraction": 0}})
 
 
 def test_cross_attention_only_at_the_lowest_levels():
