@@ -156,6 +156,8 @@ BAD = [
     (["compare", "--prompts", "{tmp}/good.txt", "--modes", "ar-greedy,gan", "--out", "{tmp}/c", "--checkpoint",
       "{ckpt}/full"], "--modes: ['gan'] not understood"),
     (["train", "refiner", "--data", "{tmp}", "--vq", "{tmp}/nowhere", "--out", "{tmp}/o"], "does not exist"),
+    (["train", "refiner", "--preset", "{tmp}/no.json", "--data", "{tmp}", "--vq", "{tmp}", "--out", "{tmp}/o"],
+     "--preset: file '{tmp}/no.json' does not exist"),
     (["train", "diffusion", "--preset", "huge", "--data", "{tmp}", "--tokenizer", "{tmp}", "--out", "{tmp}/o"],
      "diffusion preset must be one of"),
     (["bench", "decode", "--checkpoint", "{ckpt}/pipe", "--dtype", "int8"], "invalid choice: 'int8'"),
@@ -206,3 +208,57 @@ def test_compare_writes_report_grid_and_table(capsys, checkpoint, tmp_path):
     assert grid.height > 2 * 128 and "ar-beam" in stdout and "GFLOP/img" in stdout
     assert set(report["training_flops_per_step"]) == {"ar", "refiner", "baseline"}
     assert all(v > 0 for v in report["training_flops_per_step"].values())
+    for mode in report["modes"].values():
+        pooled = mode["pooled"]
+        assert pooled["n"] == 4 and pooled["ci95"][0] <= pooled["pass_rate"] <= pooled["ci95"][1]
+        assert mode["gradient_energy"] >= 0
+    assert report["clean_render_gradient_energy"] > 0 and "grad E" in stdout
+
+
+def test_eval_refiner_reports_every_setting(capsys, checkpoint, tmp_path):
+    code, stdout, _ = run(capsys, "eval", "refiner", "--checkpoint", str(checkpoint / "full"), "--num", "3",
+                          "--steps", "1,2", "--strengths", "0.5", "--out", str(tmp_path / "r.json"),
+                          "--grid", str(tmp_path / "r.png"))
+    assert code == 0
+    report = json.loads(stdout)
+    assert report == json.loads((tmp_path / "r.json").read_text())
+    assert [(r["steps"], r["strength"]) for r in report["settings"]] == [(1, 0.5), (2, 0.5)]
+    assert report["vq"]["psnr"] > 0 and report["clean"]["gradient_energy"] > 0
+    assert report["best_psnr"] in report["settings"]
+    assert Image.open(tmp_path / "r.png").size == (3 * 36, 3 * 36)  # clean | VQ | refined, 3 rows, 16 px x 2
+
+
+def test_hybrid_defaults_of_the_cli_are_the_pipeline_defaults():
+    from hybrid.pipeline import DEFAULT_DIFFUSION_STEPS, DEFAULT_REFINE_STEPS, DEFAULT_REFINE_STRENGTH
+    from tools.cli import build_parser
+
+    parser = build_parser()
+    for argv in (["generate", "x", "--out", "x.png"], ["compare", "--prompts", __file__, "--out", "c"]):
+        args = parser.parse_args(argv)
+        assert (args.refine_steps, args.refine_strength, args.steps) == (
+            DEFAULT_REFINE_STEPS, DEFAULT_REFINE_STRENGTH, DEFAULT_DIFFUSION_STEPS)
+
+
+def test_train_refiner_and_diffusion_commands_write_models(capsys, checkpoint, tmp_path):
+    code, _, _ = run(capsys, "data", "make", "--num", "8", "--out", str(tmp_path / "d"))
+    assert code == 0
+    torch.manual_seed(0)
+    VQModel(VQConfig(image_size=64, base_channels=8, channel_mult=(1, 2, 2), latent_dim=8, codebook_size=32,
+                     codebook_dim=4, kmeans_init=False)).save_pretrained(tmp_path / "vq64")
+    CaptionTokenizer.train(CAPTIONS * 20, vocab_size=320, max_tokens=64).save_pretrained(tmp_path / "tok")
+    unet = {"image_size": 64, "block_out_channels": [8, 16], "norm_num_groups": 4}
+    train = {"batch_size": 4, "max_steps": 2, "warmup_steps": 1, "num_train": 8}
+    (tmp_path / "r.json").write_text(json.dumps({"model": unet, "train": {**train, "timestep_fraction": 0.5}}))
+    (tmp_path / "d.json").write_text(json.dumps({"model": {**unet, "attention_head_dim": 8, "text_dim": 16,
+                                                           "text_layers": 1, "text_heads": 2,
+                                                           "max_caption_tokens": 64}, "train": train}))
+    for kind, extra in (("refiner", ["--vq", str(tmp_path / "vq64")]),
+                        ("diffusion", ["--tokenizer", str(tmp_path / "tok")])):
+        out = tmp_path / kind
+        code, stdout, stderr = run(capsys, "train", kind, "--preset", str(tmp_path / f"{kind[0]}.json"), "--data",
+                                   str(tmp_path / "d"), "--out", str(out), *extra)
+        assert code == 0, stderr
+        assert json.loads(stdout)["model"] == str(out / "model")
+        assert (out / "model" / "model.safetensors").is_file()
+        assert json.loads((out / "training.json").read_text())["steps"] == 2
+    assert (tmp_path / "refiner" / "conditions.safetensors").is_file()  # VQ reconstructions, made once

@@ -210,6 +210,8 @@ def cmd_train_diffusion(args) -> None:
     from vq.atomic import atomic_path
 
     kind = args.train_command  # "refiner" or "diffusion"
+    if args.preset.endswith(".json") and not Path(args.preset).is_file():
+        raise UsageError(f"--preset: file {args.preset!r} does not exist")
     preset = DiffusionPreset.from_name(kind, args.preset)
     images, captions = read_split(args.data, "train", preset.train.num_train)
     overrides = {}
@@ -231,7 +233,7 @@ def cmd_train_diffusion(args) -> None:
                 for start in tqdm(range(0, len(images), 256), desc="VQ reconstructions"):
                     x = images[start:start + 256].float() / 255
                     parts.append((vq.decode_ids(vq.encode(x)) * 255).round().to(torch.uint8))
-            conditions = torch.cat(parts)
+            conditions = torch.cat(parts).contiguous()  # the VQ decoder may hand back channels-last tensors
             args.out.mkdir(parents=True, exist_ok=True)
             with atomic_path(cache) as tmp:
                 save_file({"conditions": conditions}, str(tmp))
@@ -298,6 +300,46 @@ def cmd_eval_vq(args) -> None:
     with atomic_path(grid_path) as tmp:
         grid.save(tmp, format="PNG")
     report["comparison_grid"] = str(grid_path)
+    if args.out:
+        write_text(args.out, json.dumps(report, indent=2))
+    _print_json(report)
+
+
+def _number_list(kind, low: float, high: float | None):
+    """Comma-separated numbers (int or float) each in [low, high]."""
+    def parse(text: str) -> list:
+        try:
+            values = [kind(v) for v in text.split(",") if v.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {kind.__name__}s, got {text!r}") from None
+        if not values or any(v < low or (high is not None and v > high) for v in values):
+            allowed = f"in [{low}, {high}]" if high is not None else f">= {low}"
+            raise argparse.ArgumentTypeError(f"expected comma-separated {kind.__name__}s {allowed}, got {text!r}")
+        return values
+
+    parse.__name__ = f"list of {kind.__name__}s"
+    return parse
+
+
+def cmd_eval_refiner(args) -> None:
+    from hybrid.pipeline import load_component
+    from hybrid.refiner import Refiner
+    from tools.refiner_eval import evaluate_refiner
+    from vq.atomic import atomic_path, write_text
+    from vq.model import VQModel
+
+    vq = VQModel.from_pretrained(args.vq) if args.vq else load_component(args.checkpoint, "vq", VQModel)
+    refiner = (Refiner.from_pretrained(args.refiner) if args.refiner
+               else load_component(args.checkpoint, "refiner", Refiner))
+    if refiner.config.image_size != vq.config.image_size:
+        raise UsageError(f"--refiner works on {refiner.config.image_size} px images but the tokenizer on "
+                         f"{vq.config.image_size} px")
+    settings = [(steps, strength) for steps in args.steps for strength in args.strengths]
+    report, grid = evaluate_refiner(vq.float().eval(), refiner.float().eval(), args.num, settings, seed=args.seed)
+    grid_path = args.grid or Path("refiner_eval.png")
+    with atomic_path(grid_path) as tmp:
+        grid.save(tmp, format="PNG")
+    report["grid"] = str(grid_path)
     if args.out:
         write_text(args.out, json.dumps(report, indent=2))
     _print_json(report)
@@ -471,7 +513,8 @@ def cmd_compare(args) -> None:
                          "comma-separated")
     prompts = _read_prompts(args.prompts)
     report, grid = compare(args.checkpoint, prompts, modes, args.seeds, speed_rounds=args.speed_rounds,
-                           beam_width=args.beam_width, refine_steps=args.refine_steps,
+                           beam_width=args.beam_width, top_k=args.top_k, refine_steps=args.refine_steps,
+                           refine_strength=args.refine_strength,
                            diffusion_steps=args.steps)
     args.out.mkdir(parents=True, exist_ok=True)
     write_text(args.out / "report.json", json.dumps(report, indent=2))
@@ -673,6 +716,26 @@ def build_parser() -> argparse.ArgumentParser:
                    help="original | reconstruction grid (default: ./vq_reconstructions.png)")
     p.set_defaults(func=cmd_eval_vq)
 
+    p = eval_sub.add_parser("refiner", help="PSNR and sharpness of refined VQ reconstructions, per setting",
+                            description="Render NUM fresh scenes, encode and decode them with the VQ tokenizer, "
+                                        "then refine the decodings with every --steps x --strengths setting. "
+                                        "Reports, per setting, PSNR to the clean render, gradient energy "
+                                        "(sharpness; the clean renders' figure is given for reference) and "
+                                        "seconds per image, next to the unrefined decodings. Writes a clean | VQ "
+                                        "| refined PNG grid for the setting with the best PSNR.")
+    _checkpoint_argument(p)
+    p.add_argument("--vq", type=_existing_dir, help="VQ model folder (default: CHECKPOINT/vq)")
+    p.add_argument("--refiner", type=_existing_dir, help="refiner model folder (default: CHECKPOINT/refiner)")
+    p.add_argument("--num", type=_int_at_least(1), default=200, help="scenes (default: 200)")
+    p.add_argument("--steps", type=_number_list(int, 1, None), default=[1, 2, 4, 8],
+                   help="comma-separated refine step counts (default: 1,2,4,8)")
+    p.add_argument("--strengths", type=_number_list(float, 0, 1), default=[0.2, 0.3, 0.5],
+                   help="comma-separated refine strengths in [0, 1] (default: 0.2,0.3,0.5)")
+    p.add_argument("--seed", type=int, default=0, help="scene and noise seed (default: 0)")
+    p.add_argument("--out", type=_output_file(".json"), help="also write the JSON here")
+    p.add_argument("--grid", type=_output_file(".png"), help="clean | VQ | refined grid (default: ./refiner_eval.png)")
+    p.set_defaults(func=cmd_eval_refiner)
+
     p = sub.add_parser("generate", help="generate images from a prompt",
                        description="Generate images with a trained pipeline (default: the shipped tiny "
                                    "checkpoint). One PROMPT -> --out FILE.png (several images -> one grid); or "
@@ -745,7 +808,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="output folder")
     _checkpoint_argument(p)
     p.add_argument("--beam-width", type=_int_at_least(1), default=4, help="for ar-beam (default: 4)")
+    p.add_argument("--top-k", type=_int_at_least(1), default=20, help="for ar-sample (default: 20)")
     p.add_argument("--refine-steps", type=_int_at_least(0), default=4, help="for hybrid (default: 4)")
+    p.add_argument("--refine-strength", type=_float_in("refine-strength", 0, 1), default=0.3,
+                   help="for hybrid (default: 0.3)")
     p.add_argument("--steps", type=_int_at_least(1), default=20, help="for diffusion (default: 20)")
     p.add_argument("--speed-rounds", type=_int_at_least(1), default=3, help="timed rounds per mode (default: 3)")
     p.set_defaults(func=cmd_compare)

@@ -4,7 +4,8 @@ Modes: ``ar-greedy``, ``ar-sample``, ``ar-beam`` (the AR pipeline), ``hybrid`` (
 ``diffusion`` (the baseline). The report gives, per mode and category, the judge's pass rate with a 95% CI and
 n, text accuracy and CER; per mode, latency per image at batch 1 and images/s at batch 8 (the modes take turns,
 so a noisy machine slows them alike), FLOPs per image (``torch.utils.flop_counter``), and the training budget
-recorded in the checkpoint. The grid has a row per prompt and a column per mode (first seed).
+recorded in the checkpoint; and sharpness (gradient energy, ``tools.image_metrics``) next to that of clean
+renders of the same prompts. The grid has a row per prompt and a column per mode (first seed).
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ from PIL import Image, ImageDraw, ImageFont
 from torch.utils.flop_counter import FlopCounterMode
 from tqdm.auto import tqdm
 
-from tools.judge.report import summarize
+from tools.image_metrics import gradient_energy
+from tools.judge.report import summarize, wilson_interval
 from tools.judge.verdict import score
+from tools.world import layout, parse_caption, render
 
 MODES = ("ar-greedy", "ar-sample", "ar-beam", "hybrid", "diffusion")
 
@@ -39,10 +42,22 @@ class ModeRunner:
         return self.pipe(prompts, num_images=1, generator=gens, **self.kwargs).images
 
 
-def load_modes(checkpoint: Path, modes: list[str], beam_width: int = 4, refine_steps: int = 4,
-               refine_strength: float = 0.3, diffusion_steps: int = 20) -> list[ModeRunner]:
+def load_modes(checkpoint: Path, modes: list[str], beam_width: int = 4, top_k: int | None = 20,
+               refine_steps: int | None = None, refine_strength: float | None = None,
+               diffusion_steps: int | None = None) -> list[ModeRunner]:
+    """The runners of ``modes``; a setting left None takes the pipeline's default."""
     from ar_model.pipeline import TextToImage
-    from hybrid.pipeline import DiffusionBaselinePipeline, HybridPipeline
+    from hybrid.pipeline import (
+        DEFAULT_DIFFUSION_STEPS,
+        DEFAULT_REFINE_STEPS,
+        DEFAULT_REFINE_STRENGTH,
+        DiffusionBaselinePipeline,
+        HybridPipeline,
+    )
+
+    refine_steps = DEFAULT_REFINE_STEPS if refine_steps is None else refine_steps
+    refine_strength = DEFAULT_REFINE_STRENGTH if refine_strength is None else refine_strength
+    diffusion_steps = DEFAULT_DIFFUSION_STEPS if diffusion_steps is None else diffusion_steps
 
     runners, ar = [], None
     for mode in modes:
@@ -52,7 +67,7 @@ def load_modes(checkpoint: Path, modes: list[str], beam_width: int = 4, refine_s
         if mode == "ar-greedy":
             runners.append(ModeRunner(mode, ar, {"sampler": "greedy"}))
         elif mode == "ar-sample":
-            runners.append(ModeRunner(mode, ar, {"sampler": "sample"}))
+            runners.append(ModeRunner(mode, ar, {"sampler": "sample", "top_k": top_k}))
         elif mode == "ar-beam":
             runners.append(ModeRunner(mode, ar, {"sampler": "beam", "beam_width": beam_width}))
         elif mode == "hybrid":
@@ -121,6 +136,19 @@ def _speed(runners: list[ModeRunner], prompts: list[str], rounds: int) -> dict[s
                    "images_per_s_batch8": round(8 / statistics.median(t["b8"]), 3)} for name, t in times.items()}
 
 
+def clean_sharpness(prompts: list[str], size: int, seed: int = 0) -> float:
+    """Mean gradient energy of clean renders of the prompts (one layout each): what a perfect model's images
+    would score, so a mode's figure reads as too blurry (below) or noisy (far above)."""
+    import random
+
+    def clean(i: int, prompt: str) -> Image.Image:  # the renderer draws 48 px and up: shrink for smaller models
+        scene = layout(parse_caption(prompt), random.Random(seed * 1_000_003 + i))
+        return render(scene, max(size, 48)).resize((size, size), Image.BOX)
+
+    energies = [gradient_energy(clean(i, p)) for i, p in enumerate(prompts)]
+    return sum(energies) / len(energies)
+
+
 def comparison_grid(prompts: list[str], columns: dict[str, list[Image.Image]], tile: int = 128) -> Image.Image:
     """A row per prompt (its text on the left), a column per mode (its name on top)."""
     font = ImageFont.load_default(size=12)
@@ -161,11 +189,18 @@ def compare(checkpoint: Path, prompts: list[str], modes: list[str], seeds: int, 
             verdicts += [score(im, p) for im, (p, _) in zip(batch, chunk)]
         first_images[r.name] = images[:len(prompts)]
         summary = summarize(verdicts, len(prompts))
+        passed = sum(v.passed for v in verdicts)
+        lo, hi = wilson_interval(passed, len(verdicts))
+        # every image counted once (the categories are equal in size for `t2i prompts --category all`)
+        summary["pooled"] = {"n": len(verdicts), "passed": passed, "pass_rate": passed / len(verdicts),
+                             "ci95": [round(lo, 4), round(hi, 4)]}
+        summary["gradient_energy"] = sum(gradient_energy(im) for im in images) / len(images)
         summary["flops_per_image"] = _flops_per_image(r, prompts[0])
         report["modes"][r.name] = summary
     for name, speed in _speed(runners, prompts, speed_rounds).items():
         report["modes"][name].update(speed)
     report["training"] = training
+    report["clean_render_gradient_energy"] = clean_sharpness(prompts, first_images[runners[0].name][0].width)
     # FLOPs per training step of each trained model, at the batch size it was trained with.
     batch = {name: ((training or {}).get(name) or {}).get("preset_train", {}).get("batch_size", 32)
              for name in ("ar", "refiner", "baseline")}
@@ -182,13 +217,20 @@ def table(report: dict) -> str:
     """The report as a readable text table: modes in rows, categories in columns."""
     modes = report["modes"]
     categories = list(next(iter(modes.values()))["categories"])
-    head = ["mode", *categories, "overall", "word acc", "CER", "s/img b1", "img/s b8", "GFLOP/img"]
+    head = ["mode", *categories, "overall", "pooled [95% CI]", "word acc", "CER", "grad E", "s/img b1",
+            "img/s b8", "GFLOP/img"]
     rows = [head]
     for name, m in modes.items():
         text = m.get("text") or {}
+        pooled = m["pooled"]
         rows.append([name, *[f"{m['categories'][c]['pass_rate']:.2f}" for c in categories], f"{m['overall']:.3f}",
+                     f"{pooled['pass_rate']:.3f} [{pooled['ci95'][0]:.3f}, {pooled['ci95'][1]:.3f}]",
                      f"{text.get('word_accuracy', float('nan')):.2f}", f"{text.get('cer', float('nan')):.2f}",
+                     f"{m['gradient_energy']:.4f}",
                      f"{m['latency_s_batch1']:.2f}", f"{m['images_per_s_batch8']:.2f}",
                      f"{m['flops_per_image'] / 1e9:.2f}"])
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
-    return "\n".join("  ".join(cell.rjust(w) for cell, w in zip(r, widths)) for r in rows)
+    lines = ["  ".join(cell.rjust(w) for cell, w in zip(r, widths)) for r in rows]
+    lines.append(f"grad E: mean squared Sobel gradient; clean renders of these prompts: "
+                 f"{report['clean_render_gradient_energy']:.4f}")
+    return "\n".join(lines)
