@@ -17,6 +17,7 @@ import torch
 
 from vq.atomic import atomic_path, write_text
 
+from .config import ARConfig
 from .model import ARDecoder
 from .text_tokenizer import CONFIG_NAME as TOKENIZER_CONFIG
 from .text_tokenizer import MODEL_NAME as TOKENIZER_MODEL
@@ -73,6 +74,16 @@ def export_llama(decoder: ARDecoder, out_dir: str | Path, caption_tokenizer_dir:
 
 
 @torch.no_grad()
+def transformers_greedy_image_tokens(model, prompts: torch.Tensor, config: ARConfig) -> torch.Tensor:
+    """Greedy ``LlamaForCausalLM.generate`` on prefix ids (B, prefix_len) -> image codes (B, image_tokens),
+    choosing among the image codes only, as our decoder does."""
+    out = model.generate(input_ids=prompts, attention_mask=torch.ones_like(prompts), do_sample=False,
+                         max_new_tokens=config.image_tokens, min_new_tokens=config.image_tokens,
+                         suppress_tokens=list(range(config.image_offset)))
+    return out[:, config.prefix_len:] - config.image_offset
+
+
+@torch.no_grad()
 def verify_export(decoder: ARDecoder, folder: str | Path, prompts: torch.Tensor) -> dict:
     """Load ``folder`` with plain ``transformers`` and compare it with ``decoder`` on ``prompts`` (prefix ids,
     (B, prefix_len)): the largest logit difference over every position of our greedy sequences, and whether
@@ -88,8 +99,6 @@ def verify_export(decoder: ARDecoder, folder: str | Path, prompts: torch.Tensor)
     seq = torch.cat([prompts, ours_tokens + c.image_offset], dim=1)
     decoder.clear_caches()
     diff = (decoder(seq).float() - hf(input_ids=seq).logits.float()).abs().max().item()
-    out = hf.generate(input_ids=prompts, attention_mask=torch.ones_like(prompts), do_sample=False,
-                      max_new_tokens=c.image_tokens, min_new_tokens=c.image_tokens,
-                      suppress_tokens=list(range(c.image_offset)))  # ours picks among image codes only
+    theirs = transformers_greedy_image_tokens(hf, prompts, c)
     return {"prompts": len(prompts), "max_abs_logit_diff": diff,
-            "greedy_tokens_identical": bool(torch.equal(out[:, c.prefix_len:] - c.image_offset, ours_tokens))}
+            "greedy_tokens_identical": bool(torch.equal(theirs, ours_tokens))}

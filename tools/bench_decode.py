@@ -17,7 +17,7 @@ import time
 import torch
 
 from ar_model.beam import beam_search
-from ar_model.export import export_llama
+from ar_model.export import export_llama, transformers_greedy_image_tokens
 from ar_model.generate import decode_one_token, generate
 from ar_model.pipeline import TextToImage
 from ar_model.sampling import SamplingConfig
@@ -66,14 +66,9 @@ def bench_decode(pipe: TextToImage, rounds: int = 3, compile_decode: bool = True
         with tempfile.TemporaryDirectory() as folder:
             export_llama(decoder, folder)
             model = transformers.LlamaForCausalLM.from_pretrained(folder, dtype=dtype).to(device).eval()
-        suppress = list(range(c.image_offset))  # ours chooses among the image codes only; so must it
 
         def hf_generate(batch: int) -> torch.Tensor:
-            ids = prompts[batch]
-            with torch.no_grad():
-                return model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
-                                      max_new_tokens=c.image_tokens, min_new_tokens=c.image_tokens,
-                                      suppress_tokens=suppress)[:, c.prefix_len:] - c.image_offset
+            return transformers_greedy_image_tokens(model, prompts[batch], c)
 
         theirs = hf_generate(8)
         same = torch.equal(theirs, ours_tokens)
