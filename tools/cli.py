@@ -73,6 +73,22 @@ def _float_in(name: str, low: float | None, high: float | None, open_low: bool =
     return parse
 
 
+def _number_list(kind, low: float, high: float | None):
+    """Comma-separated numbers (int or float) each in [low, high]."""
+    def parse(text: str) -> list:
+        try:
+            values = [kind(v) for v in text.split(",") if v.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {kind.__name__}s, got {text!r}") from None
+        if not values or any(v < low or (high is not None and v > high) for v in values):
+            allowed = f"in [{low}, {high}]" if high is not None else f">= {low}"
+            raise argparse.ArgumentTypeError(f"expected comma-separated {kind.__name__}s {allowed}, got {text!r}")
+        return values
+
+    parse.__name__ = f"list of {kind.__name__}s"
+    return parse
+
+
 def _existing_dir(text: str) -> Path:
     if not Path(text).is_dir():
         raise argparse.ArgumentTypeError(f"folder {text!r} does not exist")
@@ -285,7 +301,6 @@ def cmd_train_vq(args) -> None:
 
 
 def cmd_eval_vq(args) -> None:
-    from vq.atomic import atomic_path, write_text
     from vq.model import VQModel
 
     from tools.vq_eval import evaluate_vq
@@ -296,36 +311,25 @@ def cmd_eval_vq(args) -> None:
                          f"images, got {args.size}")
     report, grid = evaluate_vq(model, args.num, seed=args.seed, workers=args.workers,
                                max_word_len=4 if model.config.image_size < 128 else 6)
-    grid_path = args.grid or Path("vq_reconstructions.png")
+    _write_evaluation(report, grid, args.grid or Path("vq_reconstructions.png"), args.out, "comparison_grid")
+
+
+def _write_evaluation(report: dict, grid, grid_path: Path, json_path: Path | None, grid_key: str) -> None:
+    """Save the grid PNG and (if asked) the JSON report, atomically; print the report."""
+    from vq.atomic import atomic_path, write_text
+
     with atomic_path(grid_path) as tmp:
         grid.save(tmp, format="PNG")
-    report["comparison_grid"] = str(grid_path)
-    if args.out:
-        write_text(args.out, json.dumps(report, indent=2))
+    report[grid_key] = str(grid_path)
+    if json_path:
+        write_text(json_path, json.dumps(report, indent=2))
     _print_json(report)
-
-
-def _number_list(kind, low: float, high: float | None):
-    """Comma-separated numbers (int or float) each in [low, high]."""
-    def parse(text: str) -> list:
-        try:
-            values = [kind(v) for v in text.split(",") if v.strip()]
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected comma-separated {kind.__name__}s, got {text!r}") from None
-        if not values or any(v < low or (high is not None and v > high) for v in values):
-            allowed = f"in [{low}, {high}]" if high is not None else f">= {low}"
-            raise argparse.ArgumentTypeError(f"expected comma-separated {kind.__name__}s {allowed}, got {text!r}")
-        return values
-
-    parse.__name__ = f"list of {kind.__name__}s"
-    return parse
 
 
 def cmd_eval_refiner(args) -> None:
     from hybrid.pipeline import load_component
     from hybrid.refiner import Refiner
     from tools.refiner_eval import evaluate_refiner
-    from vq.atomic import atomic_path, write_text
     from vq.model import VQModel
 
     vq = VQModel.from_pretrained(args.vq) if args.vq else load_component(args.checkpoint, "vq", VQModel)
@@ -336,13 +340,7 @@ def cmd_eval_refiner(args) -> None:
                          f"{vq.config.image_size} px")
     settings = [(steps, strength) for steps in args.steps for strength in args.strengths]
     report, grid = evaluate_refiner(vq.float().eval(), refiner.float().eval(), args.num, settings, seed=args.seed)
-    grid_path = args.grid or Path("refiner_eval.png")
-    with atomic_path(grid_path) as tmp:
-        grid.save(tmp, format="PNG")
-    report["grid"] = str(grid_path)
-    if args.out:
-        write_text(args.out, json.dumps(report, indent=2))
-    _print_json(report)
+    _write_evaluation(report, grid, args.grid or Path("refiner_eval.png"), args.out, "grid")
 
 
 def _load_preset(cls, name: str):
