@@ -32,9 +32,14 @@ class RefinerConfig(JSONConfig):
     num_train_timesteps: int = 1000
     beta_schedule: str = "squaredcos_cap_v2"
     prediction_type: str = "epsilon"
+    # The strongest noise it was trained to remove (the trainer's timestep_fraction); refine() refuses more.
+    max_strength: float = 1.0
 
     def __post_init__(self):
         _check_unet(self)
+        if isinstance(self.max_strength, bool) or not isinstance(self.max_strength, (int, float)) \
+                or not 0 < self.max_strength <= 1:
+            raise ValueError(f"max_strength must be a number in (0, 1], got {self.max_strength!r}")
 
 
 @dataclass(frozen=True)

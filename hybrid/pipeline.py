@@ -58,7 +58,7 @@ class HybridPipeline:
     @torch.no_grad()
     def __call__(self, prompt, num_images: int = 1, refine_steps: int = DEFAULT_REFINE_STEPS,
                  refine_strength: float = DEFAULT_REFINE_STRENGTH, generator=None, **kwargs) -> TextToImageOutput:
-        check_refine_arguments(refine_steps, refine_strength)  # before any generation
+        check_refine_arguments(refine_steps, refine_strength, self.refiner.config)  # before any generation
         prompts = self.ar.check_inputs(prompt, num_images)
         generators = per_image_generators(generator, len(prompts) * num_images)
         out = self.ar(prompts, num_images=num_images, generator=generators, **kwargs)

@@ -49,12 +49,16 @@ def check_images(images: torch.Tensor, size: int, name: str = "images") -> None:
         raise ValueError(f"{name} must lie in [0, 1], got values in [{images.min():.3g}, {images.max():.3g}]")
 
 
-def check_refine_arguments(steps, strength) -> None:
-    """``refine_steps`` an integer >= 0, ``refine_strength`` a number in [0, 1]; else a ValueError naming them."""
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-        raise ValueError(f"refine_steps must be an integer >= 0, got {steps!r}")
-    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0 <= strength <= 1:
-        raise ValueError(f"refine_strength must be a number in [0, 1], got {strength!r}")
+def check_refine_arguments(steps, strength, config: RefinerConfig | None = None) -> None:
+    """``refine_steps`` an integer >= 0 (at most the schedule's length), ``refine_strength`` a number in
+    [0, max_strength]; else a ValueError naming them."""
+    most_steps = config.num_train_timesteps if config else None
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0 or (most_steps and steps > most_steps):
+        raise ValueError(f"refine_steps must be an integer in [0, {most_steps or 'inf'}], got {steps!r}")
+    most = config.max_strength if config else 1
+    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0 <= strength <= most:
+        trained = " (the refiner was trained on noise up to that strength)" if most < 1 else ""
+        raise ValueError(f"refine_strength must be a number in [0, {most}]{trained}, got {strength!r}")
 
 
 class Refiner(nn.Module, PretrainedMixin):
@@ -83,13 +87,15 @@ class Refiner(nn.Module, PretrainedMixin):
                generator: torch.Generator | list[torch.Generator] | None = None) -> torch.Tensor:
         """images (B, 3, S, S) in [0, 1] -> refined images, same shape; ``steps`` = 0 returns them unchanged."""
         check_images(images, self.config.image_size)
-        check_refine_arguments(steps, strength)
+        check_refine_arguments(steps, strength, self.config)
         if steps == 0 or strength == 0:
             return images
         scheduler = self.scheduler()
         # Spread ceil(steps / strength) steps over the whole schedule and run the last `steps` of them
-        # (diffusers' img2img convention), so `steps` is exactly the number of UNet calls.
-        scheduler.set_timesteps(math.ceil(steps / strength), device=images.device)
+        # (diffusers' img2img convention), so `steps` is exactly the number of UNet calls. More steps than
+        # the schedule has timesteps would repeat timesteps (and divide by zero in the solver).
+        total = min(math.ceil(steps / strength), self.config.num_train_timesteps)
+        scheduler.set_timesteps(total, device=images.device)
         timesteps = scheduler.timesteps[-steps:]
         scheduler.set_begin_index(len(scheduler.timesteps) - steps)
         condition = images * 2 - 1

@@ -74,6 +74,8 @@ def train_diffusion(preset: DiffusionPreset, model_overrides: dict, images: torc
     its path."""
     cfg = preset.train
     model_cls, config_cls = MODELS[preset.kind]
+    if preset.kind == "refiner":  # what it learns to remove is all it may be asked to remove
+        model_overrides = {**model_overrides, "max_strength": cfg.timestep_fraction}
     config = config_cls.from_dict({**preset.model, **model_overrides})
     if images.dtype != torch.uint8 or tuple(images.shape[1:]) != (3, config.image_size, config.image_size):
         raise ValueError(f"images must be uint8 (N, 3, {config.image_size}, {config.image_size}), got "

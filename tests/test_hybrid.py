@@ -60,7 +60,7 @@ def test_baseline_save_load_round_trip(tmp_path):
     assert a.shape == (2, 3, 16, 16) and torch.equal(a, b)
 
 
-@pytest.mark.parametrize("steps, strength", [(1, 0.3), (3, 0.5), (5, 1.0)])
+@pytest.mark.parametrize("steps, strength", [(1, 0.3), (3, 0.5), (5, 1.0), (8, 0.001)])
 def test_refiner_runs_exactly_the_asked_steps(steps, strength):
     r = refiner()
     calls = count_unet_calls(r)
@@ -100,6 +100,55 @@ def test_same_seed_same_image(pipe, mode):  # noqa: F811
     assert len(a.images) == 4 and a.prompts == ["a red circle"] * 2 + ["the word CAT"] * 2
     assert [im.tobytes() for im in a.images] == [im.tobytes() for im in b.images]
     assert [im.tobytes() for im in a.images] != [im.tobytes() for im in c.images]
+
+
+class Oracle(torch.nn.Module):
+    """A stand-in UNet that knows the clean image: it returns the exact noise (or v) for any noisy input, so a
+    sampler that reads the schedule and the prediction type right must land on the clean image."""
+
+    def __init__(self, clean: torch.Tensor, prediction_type: str):
+        super().__init__()
+        from diffusers import DDPMScheduler
+
+        self.clean, self.prediction_type = clean, prediction_type
+        self.alphas = DDPMScheduler(beta_schedule="squaredcos_cap_v2").alphas_cumprod.double()
+
+    def forward(self, x, t, **kwargs):
+        from types import SimpleNamespace
+
+        x, a = x[:, :3].double(), self.alphas[t.long()].view(-1, 1, 1, 1)
+        noise = (x - a.sqrt() * self.clean) / (1 - a).sqrt()
+        out = noise if self.prediction_type == "epsilon" else a.sqrt() * noise - (1 - a).sqrt() * self.clean
+        return SimpleNamespace(sample=out.float())
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+def test_samplers_recover_the_image_an_oracle_knows(prediction_type):
+    clean = torch.rand(1, 3, 16, 16).double() * 2 - 1  # in [-1, 1]
+    m = DiffusionBaseline(BaselineConfig(**UNET, attention_head_dim=8, text_vocab_size=100, max_caption_tokens=8,
+                                         text_dim=16, text_layers=1, text_heads=2, prediction_type=prediction_type))
+    m.unet = Oracle(clean, prediction_type)
+    images = m.sample(m.captions([[1], [2]]), steps=20, cfg_scale=3.0, generator=torch.Generator().manual_seed(0))
+    assert (images * 2 - 1 - clean).abs().max() < 2e-2
+    r = Refiner(RefinerConfig(**UNET, prediction_type=prediction_type))
+    r.unet = Oracle(clean, prediction_type)
+    condition = torch.rand(2, 3, 16, 16)  # the oracle ignores it: what comes out is its clean image
+    refined = r.refine(condition, 4, 0.5, generator=torch.Generator().manual_seed(0))
+    assert (refined * 2 - 1 - clean).abs().max() < 2e-2
+
+
+def test_refiner_refuses_more_noise_than_it_was_trained_on(pipe):  # noqa: F811
+    torch.manual_seed(0)
+    r = Refiner(RefinerConfig(**UNET, max_strength=0.5)).eval()
+    r.refine(torch.rand(1, 3, 16, 16), 2, 0.5)
+    with pytest.raises(ValueError, match=r"refine_strength must be a number in \[0, 0.5\] \(the refiner was trained"):
+        r.refine(torch.rand(1, 3, 16, 16), 2, 0.6)
+    calls = count_unet_calls(r)
+    with pytest.raises(ValueError, match="refine_strength must be"):
+        HybridPipeline(pipe, r)("a red circle", refine_strength=0.7)
+    assert calls == []
+    with pytest.raises(ValueError, match=r"max_strength must be a number in \(0, 1\], got 0"):
+        RefinerConfig(**UNET, max_strength=0)
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -156,6 +205,8 @@ def test_refiner_trains_only_on_the_asked_part_of_the_schedule(tmp_path, monkeyp
     train_diffusion(preset, {}, images, images.clone(), tmp_path / "r", progress=False)
     t = torch.cat([t for _, t, _ in seen])
     assert len(t) == 48 and t.max() < 300 and t.min() >= 0
+    assert (t < 30).any() and (t > 200).any()  # both groups below are checked
+    assert Refiner.from_pretrained(tmp_path / "r" / "model").config.max_strength == 0.3
     # Timestep t carries the noise of step t: small t, nearly the clean image (the condition is the image here).
     # (diffusers' DPM-Solver noises in mirrored order before set_timesteps; training must not use it.)
     for noisy, t, clean in seen:

@@ -510,12 +510,16 @@ def cmd_compare(args) -> None:
         raise UsageError(f"--modes: {unknown or args.modes!r} not understood; choose from {list(MODES)}, "
                          "comma-separated")
     prompts = _read_prompts(args.prompts)
+
+    def save(report: dict) -> None:  # after each mode, marked "complete": false until the end
+        args.out.mkdir(parents=True, exist_ok=True)
+        write_text(args.out / "report.json", json.dumps(report, indent=2))
+
     report, grid = compare(args.checkpoint, prompts, modes, args.seeds, speed_rounds=args.speed_rounds,
-                           beam_width=args.beam_width, top_k=args.top_k, refine_steps=args.refine_steps,
-                           refine_strength=args.refine_strength,
+                           on_progress=save, beam_width=args.beam_width, top_k=args.top_k,
+                           refine_steps=args.refine_steps, refine_strength=args.refine_strength,
                            diffusion_steps=args.steps)
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_text(args.out / "report.json", json.dumps(report, indent=2))
+    save(report)
     with atomic_path(args.out / "grid.png") as tmp:
         grid.save(tmp, format="PNG")
     print(table(report))
@@ -544,7 +548,10 @@ def cmd_release(args) -> None:
                                                                 "diffusion")).parent for name in extra}}
     for name, model in extra.items():
         model.save_pretrained(args.out / name, dtype=torch.float16)
-    # What each model cost to train, from its run folder, for `t2i compare`.
+    # What each model cost to train, from its run folder, for `t2i compare`; re-releasing a release keeps the
+    # record it already has.
+    prior_file = args.checkpoint / "training.json"
+    prior = json.loads(prior_file.read_text()) if prior_file.is_file() else {}
     training = {}
     for name, run_dir in runs.items():
         record = {}
@@ -552,7 +559,7 @@ def cmd_release(args) -> None:
             if (run_dir / file).is_file():
                 data = json.loads((run_dir / file).read_text())
                 record.update({"preset_train": data[key]} if key else data)
-        training[name] = record or None
+        training[name] = record or prior.get(name)
     write_text(args.out / "training.json", json.dumps(training, indent=2))
     sizes = {str(p.relative_to(args.out)): p.stat().st_size for p in sorted(args.out.rglob("*")) if p.is_file()}
     _print_json({"release": str(args.out), "dtype": "float16", "bytes": sum(sizes.values()), "files": sizes})

@@ -22,7 +22,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from tqdm.auto import tqdm
 
 from tools.image_metrics import gradient_energy
-from tools.judge.report import summarize, wilson_interval
+from tools.judge.report import summarize
 from tools.judge.verdict import score
 from tools.world import layout, parse_caption, render
 
@@ -141,12 +141,17 @@ def clean_sharpness(prompts: list[str], size: int, seed: int = 0) -> float:
     would score, so a mode's figure reads as too blurry (below) or noisy (far above)."""
     import random
 
-    def clean(i: int, prompt: str) -> Image.Image:  # the renderer draws 48 px and up: shrink for smaller models
-        scene = layout(parse_caption(prompt), random.Random(seed * 1_000_003 + i))
-        return render(scene, max(size, 48)).resize((size, size), Image.BOX)
+    from tools.world import LayoutError
 
-    energies = [gradient_energy(clean(i, p)) for i, p in enumerate(prompts)]
-    return sum(energies) / len(energies)
+    energies = []
+    for i, prompt in enumerate(prompts):
+        try:
+            scene = layout(parse_caption(prompt), random.Random(seed * 1_000_003 + i))
+        except LayoutError:  # a prompt no layout satisfies has no clean render; the modes still draw it
+            continue
+        # the renderer draws 48 px and up: shrink for smaller models
+        energies.append(gradient_energy(render(scene, max(size, 48)).resize((size, size), Image.BOX)))
+    return sum(energies) / len(energies) if energies else float("nan")
 
 
 def comparison_grid(prompts: list[str], columns: dict[str, list[Image.Image]], tile: int = 128) -> Image.Image:
@@ -173,11 +178,16 @@ def _wrap(text: str, width: int) -> list[str]:
 
 
 def compare(checkpoint: Path, prompts: list[str], modes: list[str], seeds: int, speed_rounds: int = 3,
-            batch_size: int = 16, **mode_settings) -> tuple[dict, Image.Image]:
+            batch_size: int = 16, on_progress=None, **mode_settings) -> tuple[dict, Image.Image]:
+    """Run, judge and time every mode; ``on_progress(report)`` is called with the report so far after each mode
+    (so a long run that fails late keeps what it measured)."""
     runners = load_modes(checkpoint, modes, **mode_settings)
     training = json.loads((checkpoint / "training.json").read_text()) if (checkpoint / "training.json").exists() \
         else None
-    report: dict = {"checkpoint": str(checkpoint), "num_prompts": len(prompts), "seeds": seeds, "modes": {}}
+    report: dict = {"checkpoint": str(checkpoint), "num_prompts": len(prompts), "seeds": seeds, "complete": False,
+                    "modes": {}}
+    size = runners[0].generate(prompts[:1], [0])[0].width
+    report["clean_render_gradient_energy"] = clean_sharpness(prompts, size)
     first_images: dict[str, list[Image.Image]] = {}
     for r in runners:
         images, verdicts = [], []
@@ -188,19 +198,16 @@ def compare(checkpoint: Path, prompts: list[str], modes: list[str], seeds: int, 
             images += batch
             verdicts += [score(im, p) for im, (p, _) in zip(batch, chunk)]
         first_images[r.name] = images[:len(prompts)]
-        summary = summarize(verdicts, len(prompts))
-        passed = sum(v.passed for v in verdicts)
-        lo, hi = wilson_interval(passed, len(verdicts))
-        # every image counted once (the categories are equal in size for `t2i prompts --category all`)
-        summary["pooled"] = {"n": len(verdicts), "passed": passed, "pass_rate": passed / len(verdicts),
-                             "ci95": [round(lo, 4), round(hi, 4)]}
+        # jobs run seed by seed over all prompts: verdicts of one seed are contiguous, same counts per prompt
+        summary = summarize(verdicts, len(prompts), images_per_prompt=seeds)
         summary["gradient_energy"] = sum(gradient_energy(im) for im in images) / len(images)
         summary["flops_per_image"] = _flops_per_image(r, prompts[0])
         report["modes"][r.name] = summary
+        if on_progress:
+            on_progress(report)
     for name, speed in _speed(runners, prompts, speed_rounds).items():
         report["modes"][name].update(speed)
     report["training"] = training
-    report["clean_render_gradient_energy"] = clean_sharpness(prompts, first_images[runners[0].name][0].width)
     # FLOPs per training step of each trained model, at the batch size it was trained with.
     batch = {name: ((training or {}).get(name) or {}).get("preset_train", {}).get("batch_size", 32)
              for name in ("ar", "refiner", "baseline")}
@@ -210,6 +217,7 @@ def compare(checkpoint: Path, prompts: list[str], modes: list[str], seeds: int, 
     report["training_flops_per_step"] = {
         name: training_step_flops(model.decoder if name == "ar" else model, batch[name])
         for name, model in models.items() if model is not None}
+    report["complete"] = True
     return report, comparison_grid(prompts, first_images)
 
 

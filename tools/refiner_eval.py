@@ -29,9 +29,10 @@ def _summary(images: list[np.ndarray], clean: list[np.ndarray]) -> dict:
 
 
 def evaluate_refiner(vq: VQModel, refiner: Refiner, num: int, settings: list[tuple[int, float]], seed: int = 0,
-                     batch_size: int = 50, max_word_len: int = 4, progress: bool = True) -> tuple[dict, Image.Image]:
+                     batch_size: int = 50, progress: bool = True) -> tuple[dict, Image.Image]:
     size = vq.config.image_size
-    opts = SamplingOptions(words="train", max_word_len=max_word_len)
+    # words short enough to be legible at this size, as in `t2i eval vq`
+    opts = SamplingOptions(words="train", max_word_len=4 if size < 128 else 6)
     clean, recon = [], []
     for start in range(0, num, batch_size):
         scenes = [sample_scene(scene_seed(seed, "eval-refiner", i), "mixed", opts)

@@ -23,18 +23,26 @@ def wilson_interval(passed: int, n: int, z: float = 1.96) -> tuple[float, float]
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def summarize(verdicts: list[Verdict], num_prompts: int) -> dict:
-    """Per-category pass rate with 95% CI and n; overall = mean over the categories present; text metrics."""
+def _rate(results: list[bool], images_per_prompt: int) -> dict:
+    """Pass rate of ``results`` with its 95% CI, the prompt being the unit: images of one prompt (seeds) are not
+    independent draws (a greedy mode's are copies), so the interval is as wide as for one image per prompt."""
+    n_prompts = len(results) // images_per_prompt
+    rate = sum(results) / len(results)
+    lo, hi = wilson_interval(rate * n_prompts, n_prompts)
+    return {"n": len(results), "n_prompts": n_prompts, "passed": sum(results), "pass_rate": rate,
+            "ci95": [round(lo, 4), round(hi, 4)]}
+
+
+def summarize(verdicts: list[Verdict], num_prompts: int, images_per_prompt: int = 1) -> dict:
+    """Per-category and pooled pass rate with 95% CI and n; overall = mean over the categories present; text
+    metrics. ``images_per_prompt``: how many images (seeds) each prompt has; the CIs count prompts."""
+    if images_per_prompt < 1 or len(verdicts) % images_per_prompt:
+        raise ValueError(f"{len(verdicts)} verdicts do not divide into {images_per_prompt} images per prompt")
     by_category: dict[str, list[bool]] = defaultdict(list)
     for v in verdicts:
         by_category[v.category].append(v.passed)
     order = [c for c in CATEGORIES if c in by_category] + sorted(set(by_category) - set(CATEGORIES))
-    categories = {}
-    for c in order:
-        results = by_category[c]
-        lo, hi = wilson_interval(sum(results), len(results))
-        categories[c] = {"n": len(results), "passed": sum(results), "pass_rate": sum(results) / len(results),
-                         "ci95": [round(lo, 4), round(hi, 4)]}
+    categories = {c: _rate(by_category[c], images_per_prompt) for c in order}
     reads = [r for v in verdicts for r in v.text_reads]
     text = None
     if reads:
@@ -50,6 +58,7 @@ def summarize(verdicts: list[Verdict], num_prompts: int) -> dict:
         "num_prompts": num_prompts,
         "num_images": len(verdicts),
         "overall": sum(c["pass_rate"] for c in categories.values()) / len(categories) if categories else 0.0,
+        "pooled": _rate([v.passed for v in verdicts], images_per_prompt) if verdicts else None,
         "categories": categories,
         "text": text,
     }
