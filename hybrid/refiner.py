@@ -49,13 +49,13 @@ def check_images(images: torch.Tensor, size: int, name: str = "images") -> None:
         raise ValueError(f"{name} must lie in [0, 1], got values in [{images.min():.3g}, {images.max():.3g}]")
 
 
-def check_refine_arguments(steps, strength, config: RefinerConfig | None = None) -> None:
+def check_refine_arguments(steps, strength, config: RefinerConfig) -> None:
     """``refine_steps`` an integer >= 0 (at most the schedule's length), ``refine_strength`` a number in
     [0, max_strength]; else a ValueError naming them."""
-    most_steps = config.num_train_timesteps if config else None
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0 or (most_steps and steps > most_steps):
-        raise ValueError(f"refine_steps must be an integer in [0, {most_steps or 'inf'}], got {steps!r}")
-    most = config.max_strength if config else 1
+    most_steps = config.num_train_timesteps
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 0 <= steps <= most_steps:
+        raise ValueError(f"refine_steps must be an integer in [0, {most_steps}], got {steps!r}")
+    most = config.max_strength
     if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0 <= strength <= most:
         trained = " (the refiner was trained on noise up to that strength)" if most < 1 else ""
         raise ValueError(f"refine_strength must be a number in [0, {most}]{trained}, got {strength!r}")

@@ -226,8 +226,7 @@ def cmd_train_diffusion(args) -> None:
     from vq.atomic import atomic_path
 
     kind = args.train_command  # "refiner" or "diffusion"
-    if args.preset.endswith(".json") and not Path(args.preset).is_file():
-        raise UsageError(f"--preset: file {args.preset!r} does not exist")
+    _check_preset_file(args.preset)
     preset = DiffusionPreset.from_name(kind, args.preset)
     images, captions = read_split(args.data, "train", preset.train.num_train)
     overrides = {}
@@ -343,10 +342,14 @@ def cmd_eval_refiner(args) -> None:
     _write_evaluation(report, grid, args.grid or Path("refiner_eval.png"), args.out, "grid")
 
 
+def _check_preset_file(name: str) -> None:
+    if name.endswith(".json") and not Path(name).is_file():
+        raise UsageError(f"--preset: file {name!r} does not exist")
+
+
 def _load_preset(cls, name: str):
+    _check_preset_file(name)
     if name.endswith(".json"):
-        if not Path(name).is_file():
-            raise UsageError(f"--preset: file {name!r} does not exist")
         return cls.from_json(name)
     return cls.from_name(name)
 

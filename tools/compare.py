@@ -186,8 +186,6 @@ def compare(checkpoint: Path, prompts: list[str], modes: list[str], seeds: int, 
         else None
     report: dict = {"checkpoint": str(checkpoint), "num_prompts": len(prompts), "seeds": seeds, "complete": False,
                     "modes": {}}
-    size = runners[0].generate(prompts[:1], [0])[0].width
-    report["clean_render_gradient_energy"] = clean_sharpness(prompts, size)
     first_images: dict[str, list[Image.Image]] = {}
     for r in runners:
         images, verdicts = [], []
@@ -198,6 +196,8 @@ def compare(checkpoint: Path, prompts: list[str], modes: list[str], seeds: int, 
             images += batch
             verdicts += [score(im, p) for im, (p, _) in zip(batch, chunk)]
         first_images[r.name] = images[:len(prompts)]
+        if "clean_render_gradient_energy" not in report:  # the size of the images the modes make
+            report["clean_render_gradient_energy"] = clean_sharpness(prompts, images[0].width)
         # jobs run seed by seed over all prompts: verdicts of one seed are contiguous, same counts per prompt
         summary = summarize(verdicts, len(prompts), images_per_prompt=seeds)
         summary["gradient_energy"] = sum(gradient_energy(im) for im in images) / len(images)

@@ -15,12 +15,9 @@ from tqdm.auto import tqdm
 from hybrid.refiner import Refiner
 from tools.image_metrics import gradient_energy, psnr
 from tools.shards import scene_seed
+from tools.vq_eval import to_uint8_arrays
 from tools.world import SamplingOptions, render, sample_scene
 from vq.model import VQModel
-
-
-def _arrays(images: torch.Tensor) -> list[np.ndarray]:
-    return list((images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy())
 
 
 def _summary(images: list[np.ndarray], clean: list[np.ndarray]) -> dict:
@@ -41,8 +38,8 @@ def evaluate_refiner(vq: VQModel, refiner: Refiner, num: int, settings: list[tup
         x = torch.stack([torch.from_numpy(np.array(render(s, max(size, 48)).resize((size, size), Image.BOX)))
                          .permute(2, 0, 1) for s in scenes]).float()
         with torch.no_grad():
-            recon += _arrays(vq.decode_ids(vq.encode(x / 255)))
-        clean += _arrays(x / 255)
+            recon += to_uint8_arrays(vq.decode_ids(vq.encode(x / 255)))
+        clean += to_uint8_arrays(x / 255)
     # The refiner sees what the hybrid pipeline gives it: 8-bit images.
     recon_t = torch.from_numpy(np.stack(recon)).permute(0, 3, 1, 2).float() / 255
     report = {"num_images": num, "image_size": size,
@@ -55,7 +52,7 @@ def evaluate_refiner(vq: VQModel, refiner: Refiner, num: int, settings: list[tup
             batch = recon_t[start:start + batch_size]
             gens = [torch.Generator().manual_seed(seed * 1_000_003 + i) for i in range(start, start + len(batch))]
             t0 = time.perf_counter()
-            refined += _arrays(refiner.refine(batch, steps, strength, gens))
+            refined += to_uint8_arrays(refiner.refine(batch, steps, strength, gens))
             seconds += time.perf_counter() - t0
         row = {"steps": steps, "strength": strength, **_summary(refined, clean),
                "seconds_per_image": round(seconds / num, 5)}

@@ -22,7 +22,7 @@ def _judge(pair: tuple[np.ndarray, str]) -> bool:
     return score(pair[0], pair[1]).passed
 
 
-def _to_array(images: torch.Tensor) -> list[np.ndarray]:
+def to_uint8_arrays(images: torch.Tensor) -> list[np.ndarray]:
     return list((images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy())
 
 
@@ -41,8 +41,8 @@ def evaluate_vq(model: VQModel, num: int, seed: int = 0, batch_size: int = 50, w
         counts += code_histogram(ids.cpu(), model.config.vocab_size)
         mse = ((y - x) ** 2).flatten(1).mean(1).clamp(min=1e-10)
         psnrs += (10 * torch.log10(1 / mse)).tolist()
-        originals += _to_array(x)
-        recons += _to_array(y)
+        originals += to_uint8_arrays(x)
+        recons += to_uint8_arrays(y)
         captions += [caption(s) for s in scenes]
         categories += [s.category for s in scenes]
     os.environ.setdefault("OMP_THREAD_LIMIT", "1")
