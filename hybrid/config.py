@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from vq.config import JSONConfig, require_positive_ints
 
 PREDICTION_TYPES = ("epsilon", "v_prediction")
+REFINER_TARGETS = ("image", "residual")
 
 
 def _check_unet(cfg) -> None:
@@ -34,9 +35,20 @@ class RefinerConfig(JSONConfig):
     prediction_type: str = "epsilon"
     # The strongest noise it was trained to remove (the trainer's timestep_fraction); refine() refuses more.
     max_strength: float = 1.0
+    # What it diffuses. "image": the image itself, refinement starting from the noised AR image. "residual":
+    # (image - condition) / residual_scale, starting from noise over a zero residual, so an untrained or unsure
+    # model returns the condition; residual_scale (the residual's standard deviation, set by the trainer from the
+    # data) brings a residual of a few grey levels up to the unit scale the noise schedule assumes.
+    target: str = "image"
+    residual_scale: float = 1.0
 
     def __post_init__(self):
         _check_unet(self)
+        if self.target not in REFINER_TARGETS:
+            raise ValueError(f"target must be one of {list(REFINER_TARGETS)}, got {self.target!r}")
+        if isinstance(self.residual_scale, bool) or not isinstance(self.residual_scale, (int, float)) \
+                or not self.residual_scale > 0:
+            raise ValueError(f"residual_scale must be a number > 0, got {self.residual_scale!r}")
         if isinstance(self.max_strength, bool) or not isinstance(self.max_strength, (int, float)) \
                 or not 0 < self.max_strength <= 1:
             raise ValueError(f"max_strength must be a number in (0, 1], got {self.max_strength!r}")

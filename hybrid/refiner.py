@@ -2,7 +2,9 @@
 its tokens (condition concatenated to the noisy input), sampled from a partly noised condition with DPM-Solver++.
 
 Refinement is img2img with a condition: noise the AR image to the level ``strength`` (0: none, 1: pure noise),
-then take ``steps`` solver steps down to a clean image, the UNet seeing the AR image at every step.
+then take ``steps`` solver steps down to a clean image, the UNet seeing the AR image at every step. A refiner
+with ``target="residual"`` diffuses the difference between the image and its condition instead (as SR3-style
+super-resolution does): it starts from noise over a zero difference and adds what it sampled to the AR image.
 """
 
 from __future__ import annotations
@@ -39,6 +41,21 @@ def diffusion_target(scheduler: DDPMScheduler, clean: torch.Tensor, noise: torch
     if scheduler.config.prediction_type == "epsilon":
         return noise
     return scheduler.get_velocity(clean, noise, t)
+
+
+def residual_scale(images: torch.Tensor, conditions: torch.Tensor, sample: int = 4096) -> float:
+    """The standard deviation of (image - condition) in [-1, 1] units over the first ``sample`` pairs (uint8)."""
+    residual = (images[:sample].float() - conditions[:sample].float()) / 127.5
+    return float(residual.std())
+
+
+def diffusion_clean(config, images: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
+    """What a refiner learns to sample, from uint8 images and conditions: the image in [-1, 1], or the scaled
+    residual."""
+    clean = images.float().div(127.5).sub(1)
+    if config.target == "residual":
+        return (clean - conditions.float().div(127.5).sub(1)) / config.residual_scale
+    return clean
 
 
 def check_images(images: torch.Tensor, size: int, name: str = "images") -> None:
@@ -99,9 +116,13 @@ class Refiner(nn.Module, PretrainedMixin):
         timesteps = scheduler.timesteps[-steps:]
         scheduler.set_begin_index(len(scheduler.timesteps) - steps)
         condition = images * 2 - 1
+        residual = self.config.target == "residual"
         noise = randn_tensor(condition.shape, generator=generator, device=images.device, dtype=condition.dtype)
-        x = scheduler.add_noise(condition, noise, timesteps[:1].repeat(len(images)))
+        start = torch.zeros_like(condition) if residual else condition
+        x = scheduler.add_noise(start, noise, timesteps[:1].repeat(len(images)))
         for t in timesteps:
             prediction = self(x, t.repeat(len(images)), condition)
             x = scheduler.step(prediction, t, x, generator=generator).prev_sample
+        if residual:
+            x = condition + x * self.config.residual_scale
         return ((x + 1) / 2).clamp(0, 1)

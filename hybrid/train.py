@@ -22,7 +22,7 @@ from vq.training import batch_indices, open_run, step_generator, train_loop
 
 from .baseline import DiffusionBaseline
 from .config import BaselineConfig, RefinerConfig
-from .refiner import Refiner, diffusion_target, make_training_scheduler
+from .refiner import Refiner, diffusion_clean, diffusion_target, make_training_scheduler, residual_scale
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,9 @@ def train_diffusion(preset: DiffusionPreset, model_overrides: dict, images: torc
     model_cls, config_cls = MODELS[preset.kind]
     if preset.kind == "refiner":  # what it learns to remove is all it may be asked to remove
         model_overrides = {**model_overrides, "max_strength": cfg.timestep_fraction}
+        # Measured on the data, so a resumed run gets the same scale again.
+        if {**preset.model, **model_overrides}.get("target") == "residual":
+            model_overrides["residual_scale"] = residual_scale(images, conditions)
     config = config_cls.from_dict({**preset.model, **model_overrides})
     if images.dtype != torch.uint8 or tuple(images.shape[1:]) != (3, config.image_size, config.image_size):
         raise ValueError(f"images must be uint8 (N, 3, {config.image_size}, {config.image_size}), got "
@@ -98,12 +101,13 @@ def train_diffusion(preset: DiffusionPreset, model_overrides: dict, images: torc
         drop = torch.rand(cfg.batch_size, generator=gen) < cfg.caption_dropout
         mine = slice(rank, None, world)
         idx, t, noise, drop = idx[mine], t[mine], noise[mine], drop[mine]
-        clean = images[idx].float().div(127.5).sub(1)
-        noisy = scheduler.add_noise(clean, noise, t)
         if preset.kind == "refiner":
+            clean = diffusion_clean(config, images[idx], conditions[idx])
             condition = conditions[idx].float().div(127.5).sub(1)
         else:
+            clean = images[idx].float().div(127.5).sub(1)
             condition = torch.where(drop[:, None], base.null_captions(len(idx)), conditions[idx].long())
+        noisy = scheduler.add_noise(clean, noise, t)
         prediction = model(noisy.to(device), t.to(device), condition.to(device))
         return F.mse_loss(prediction, diffusion_target(scheduler, clean, noise, t).to(device)), {}
 

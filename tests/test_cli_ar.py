@@ -273,3 +273,6 @@ def test_train_refiner_and_diffusion_commands_write_models(capsys, checkpoint, t
         assert json.loads((out / "training.json").read_text())["steps"] == 2
     assert (tmp_path / "refiner" / "conditions.safetensors").is_file()  # VQ reconstructions, made once
     assert json.loads((tmp_path / "refiner" / "model" / "config.json").read_text())["max_strength"] == 0.5
+    code, _, stderr = run(capsys, "eval", "refiner", "--vq", str(tmp_path / "vq64"), "--refiner",
+                          str(tmp_path / "refiner" / "model"), "--num", "2")  # default strengths reach 1.0
+    assert code == 2 and "--strengths: this refiner was trained on noise up to strength 0.5, got 1.0" in stderr

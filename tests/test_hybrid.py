@@ -135,6 +135,13 @@ def test_samplers_recover_the_image_an_oracle_knows(prediction_type):
     condition = torch.rand(2, 3, 16, 16)  # the oracle ignores it: what comes out is its clean image
     refined = r.refine(condition, 4, 0.5, generator=torch.Generator().manual_seed(0))
     assert (refined * 2 - 1 - clean).abs().max() < 2e-2
+    # A residual refiner samples (image - condition) / residual_scale from pure noise and adds it back.
+    condition = torch.rand(1, 3, 16, 16).double()
+    scale = 0.1
+    r = Refiner(RefinerConfig(**UNET, prediction_type=prediction_type, target="residual", residual_scale=scale))
+    r.unet = Oracle((clean - (condition * 2 - 1)) / scale, prediction_type)
+    refined = r.refine(condition.float(), 4, 1.0, generator=torch.Generator().manual_seed(0))
+    assert (refined * 2 - 1 - clean).abs().max() < 2e-2
 
 
 def test_refiner_refuses_more_noise_than_it_was_trained_on(pipe):  # noqa: F811
@@ -214,6 +221,35 @@ def test_refiner_trains_only_on_the_asked_part_of_the_schedule(tmp_path, monkeyp
         assert (error[t < 30] < 0.02).all() and (error[t > 200] > 0.05).all(), (t, error)
     with pytest.raises(ValueError, match=r"timestep_fraction must be in \(0, 1\], got 0"):
         DiffusionPreset.from_dict("refiner", {"train": {"timestep_fraction": 0}})
+
+
+def test_residual_refiner_learns_the_scaled_difference(tmp_path, monkeypatch):
+    seen = []
+    original = Refiner.forward
+    monkeypatch.setattr(Refiner, "forward",
+                        lambda self, x, t, c: seen.append((x.clone(), t.clone(), c)) or original(self, x, t, c))
+    generator = torch.Generator().manual_seed(0)
+    conditions = torch.randint(20, 236, (8, 3, 16, 16), dtype=torch.uint8, generator=generator)
+    images = (conditions.int() + torch.randint(-8, 9, conditions.shape, generator=generator)).to(torch.uint8)
+    preset = DiffusionPreset.from_dict("refiner", {"model": {**UNET, "target": "residual"}, "train": {
+        "batch_size": 8, "max_steps": 6, "warmup_steps": 1}})
+    train_diffusion(preset, {}, images, conditions, tmp_path / "r", progress=False)
+    config = Refiner.from_pretrained(tmp_path / "r" / "model").config
+    expected = float(((images.float() - conditions.float()) / 127.5).std())
+    assert config.target == "residual" and config.residual_scale == pytest.approx(expected, rel=1e-6)
+    # At small t the noisy input is nearly the scaled residual (unit spread), not the image.
+    residual = (images.float() - conditions.float()) / 127.5 / expected
+    checked = 0
+    for noisy, t, condition in seen:
+        for i in torch.nonzero(t < 100).flatten():
+            j = int(((conditions.float() / 127.5 - 1) - condition[i]).abs().flatten(1).sum(1).argmin())  # which pair
+            assert (noisy[i] - residual[j]).pow(2).mean() < 0.05
+            checked += 1
+    assert checked > 0
+    with pytest.raises(ValueError, match=r"target must be one of \['image', 'residual'\], got 'noise'"):
+        RefinerConfig(**UNET, target="noise")
+    with pytest.raises(ValueError, match="residual_scale must be a number > 0, got 0"):
+        RefinerConfig(**UNET, residual_scale=0)
 
 
 def test_cross_attention_only_at_the_lowest_levels():

@@ -337,6 +337,9 @@ def cmd_eval_refiner(args) -> None:
     if refiner.config.image_size != vq.config.image_size:
         raise UsageError(f"--refiner works on {refiner.config.image_size} px images but the tokenizer on "
                          f"{vq.config.image_size} px")
+    if max(args.strengths) > refiner.config.max_strength:
+        raise UsageError(f"--strengths: this refiner was trained on noise up to strength "
+                         f"{refiner.config.max_strength}, got {max(args.strengths)}")
     settings = [(steps, strength) for steps in args.steps for strength in args.strengths]
     report, grid = evaluate_refiner(vq.float().eval(), refiner.float().eval(), args.num, settings, seed=args.seed)
     _write_evaluation(report, grid, args.grid or Path("refiner_eval.png"), args.out, "grid")
@@ -737,8 +740,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num", type=_int_at_least(1), default=200, help="scenes (default: 200)")
     p.add_argument("--steps", type=_number_list(int, 1, None), default=[1, 2, 4, 8],
                    help="comma-separated refine step counts (default: 1,2,4,8)")
-    p.add_argument("--strengths", type=_number_list(float, 0, 1), default=[0.2, 0.3, 0.5],
-                   help="comma-separated refine strengths in [0, 1] (default: 0.2,0.3,0.5)")
+    p.add_argument("--strengths", type=_number_list(float, 0, 1), default=[0.3, 0.6, 1.0],
+                   help="comma-separated refine strengths in [0, 1], at most the refiner's max_strength "
+                        "(default: 0.3,0.6,1.0)")
     p.add_argument("--seed", type=int, default=0, help="scene and noise seed (default: 0)")
     p.add_argument("--out", type=_output_file(".json"), help="also write the JSON here")
     p.add_argument("--grid", type=_output_file(".png"), help="clean | VQ | refined grid (default: ./refiner_eval.png)")
@@ -757,10 +761,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=("ar", "hybrid", "diffusion"), default="ar",
                    help="ar: the autoregressive model; hybrid: AR, then the diffusion refiner; diffusion: the "
                         "diffusion-only baseline (default: ar)")
-    p.add_argument("--refine-steps", type=_int_at_least(0), default=4,
-                   help="with --mode hybrid: refiner steps; 0 returns the AR image (default: 4)")
-    p.add_argument("--refine-strength", type=_float_in("refine-strength", 0, 1), default=0.3,
-                   help="with --mode hybrid: noise level the refiner starts from, in [0, 1] (default: 0.3)")
+    p.add_argument("--refine-steps", type=_int_at_least(0), default=2,
+                   help="with --mode hybrid: refiner steps; 0 returns the AR image (default: 2)")
+    p.add_argument("--refine-strength", type=_float_in("refine-strength", 0, 1), default=1.0,
+                   help="with --mode hybrid: noise level the refiner starts from, in [0, 1] (default: 1.0)")
     p.add_argument("--steps", type=_int_at_least(1), default=20,
                    help="with --mode diffusion: DPM-Solver++ steps (default: 20)")
     _add_sampling_arguments(p)
@@ -817,9 +821,9 @@ def build_parser() -> argparse.ArgumentParser:
     _checkpoint_argument(p)
     p.add_argument("--beam-width", type=_int_at_least(1), default=4, help="for ar-beam (default: 4)")
     p.add_argument("--top-k", type=_int_at_least(1), default=20, help="for ar-sample (default: 20)")
-    p.add_argument("--refine-steps", type=_int_at_least(0), default=4, help="for hybrid (default: 4)")
-    p.add_argument("--refine-strength", type=_float_in("refine-strength", 0, 1), default=0.3,
-                   help="for hybrid (default: 0.3)")
+    p.add_argument("--refine-steps", type=_int_at_least(0), default=2, help="for hybrid (default: 2)")
+    p.add_argument("--refine-strength", type=_float_in("refine-strength", 0, 1), default=1.0,
+                   help="for hybrid (default: 1.0)")
     p.add_argument("--steps", type=_int_at_least(1), default=20, help="for diffusion (default: 20)")
     p.add_argument("--speed-rounds", type=_int_at_least(1), default=3, help="timed rounds per mode (default: 3)")
     p.set_defaults(func=cmd_compare)
