@@ -36,3 +36,25 @@ def test_readme_command_reproduces_the_docs_image(capsys, tmp_path):
     made = np.array(Image.open(tmp_path / "image.png"))
     committed = np.array(Image.open(ROOT / "docs" / "a_red_circle.png"))
     assert made.shape == committed.shape and np.array_equal(made, committed)
+
+
+def test_shipped_hybrid_and_baseline_load_and_budgets_match():
+    from hybrid.pipeline import (
+        DEFAULT_REFINE_STEPS,
+        DEFAULT_REFINE_STRENGTH,
+        DiffusionBaselinePipeline,
+        HybridPipeline,
+    )
+
+    hybrid = HybridPipeline.from_pretrained(SHIPPED)
+    hybrid.set_progress_bar_config(disable=True)
+    assert hybrid.refiner.config.target == "residual"
+    out = hybrid("a red circle", refine_steps=DEFAULT_REFINE_STEPS, refine_strength=DEFAULT_REFINE_STRENGTH,
+                 generator=torch.Generator().manual_seed(0))
+    assert out.images[0].size == (64, 64)
+    baseline = DiffusionBaselinePipeline.from_pretrained(SHIPPED)
+    assert baseline.baseline.unet.dtype == torch.float32
+    # The research comparison is fair only if both were trained for about the same wall-clock time.
+    training = json.loads((SHIPPED / "training.json").read_text())
+    ar, diffusion = training["ar"]["train_seconds"], training["baseline"]["train_seconds"]
+    assert abs(diffusion - ar) / ar <= 0.10, (ar, diffusion)
