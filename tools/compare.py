@@ -159,7 +159,8 @@ def comparison_grid(prompts: list[str], columns: dict[str, list[Image.Image]], t
     font = ImageFont.load_default(size=12)
     label_w, head_h = 260, 20
     names = list(columns)
-    grid = Image.new("RGB", (label_w + len(names) * (tile + 4), head_h + len(prompts) * (tile + 4)), "white")
+    # light grey between tiles, so white-background images show their edges
+    grid = Image.new("RGB", (label_w + len(names) * (tile + 4), head_h + len(prompts) * (tile + 4)), (210, 210, 210))
     draw = ImageDraw.Draw(grid)
     for j, name in enumerate(names):
         draw.text((label_w + j * (tile + 4) + 4, 4), name, fill="black", font=font)
