@@ -36,9 +36,9 @@ class RefinerConfig(JSONConfig):
     # The strongest noise it was trained to remove (the trainer's timestep_fraction); refine() refuses more.
     max_strength: float = 1.0
     # What it diffuses. "image": the image itself, refinement starting from the noised AR image. "residual":
-    # (image - condition) / residual_scale, starting from noise over a zero residual, so an untrained or unsure
-    # model returns the condition; residual_scale (the residual's standard deviation, set by the trainer from the
-    # data) brings a residual of a few grey levels up to the unit scale the noise schedule assumes.
+    # (image - condition) / residual_scale, starting from noise over a zero residual, so a model that predicts
+    # no change returns the condition; residual_scale (the residual's standard deviation, measured and set by
+    # the trainer) brings a residual of a few grey levels up to the unit scale the noise schedule assumes.
     target: str = "image"
     residual_scale: float = 1.0
 

@@ -23,11 +23,11 @@ from ar_model.text_tokenizer import CaptionTokenizer
 from vq.serialization import CheckpointError
 
 from .baseline import DiffusionBaseline
-from .refiner import Refiner, check_refine_arguments
+from .refiner import Refiner, check_refine_arguments, default_strength
 
 # Best PSNR to the clean render of the tiny (residual) refiner, `t2i eval refiner` (README, "Hybrid mode").
+# The default strength depends on the refiner's target: hybrid.refiner.default_strength.
 DEFAULT_REFINE_STEPS = 2
-DEFAULT_REFINE_STRENGTH = 1.0
 DEFAULT_DIFFUSION_STEPS = 20
 # The tiny baseline's judge pass rate on 120 prompts apart from the comparison's: 0.150 at 1.5, 0.108 at 3.0
 # (README, "Hybrid mode and the diffusion-only baseline").
@@ -42,7 +42,8 @@ def load_component(path: Path, name: str, cls):
 
 class HybridPipeline:
     """``TextToImage`` for layout and text, then the refiner for detail. Same call as ``TextToImage`` plus
-    ``refine_steps`` (0 returns the AR image unchanged) and ``refine_strength`` (how much noise to start from)."""
+    ``refine_steps`` (0 returns the AR image unchanged) and ``refine_strength`` (how much noise to start from;
+    None: 1.0 for a residual refiner, 0.3 for an image one)."""
 
     def __init__(self, text_to_image: TextToImage, refiner: Refiner):
         if refiner.config.image_size != text_to_image.vq.config.image_size:
@@ -61,7 +62,9 @@ class HybridPipeline:
 
     @torch.no_grad()
     def __call__(self, prompt, num_images: int = 1, refine_steps: int = DEFAULT_REFINE_STEPS,
-                 refine_strength: float = DEFAULT_REFINE_STRENGTH, generator=None, **kwargs) -> TextToImageOutput:
+                 refine_strength: float | None = None, generator=None, **kwargs) -> TextToImageOutput:
+        if refine_strength is None:
+            refine_strength = default_strength(self.refiner.config)
         check_refine_arguments(refine_steps, refine_strength, self.refiner.config)  # before any generation
         prompts = self.ar.check_inputs(prompt, num_images)
         generators = per_image_generators(generator, len(prompts) * num_images)

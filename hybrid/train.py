@@ -76,9 +76,12 @@ def train_diffusion(preset: DiffusionPreset, model_overrides: dict, images: torc
     model_cls, config_cls = MODELS[preset.kind]
     if preset.kind == "refiner":  # what it learns to remove is all it may be asked to remove
         model_overrides = {**model_overrides, "max_strength": cfg.timestep_fraction}
-        # Measured on the data, so a resumed run gets the same scale again.
+        # Measured on the data once; a resumed run keeps the scale its weights were trained with.
         if {**preset.model, **model_overrides}.get("target") == "residual":
-            model_overrides["residual_scale"] = residual_scale(images, conditions)
+            saved = Path(out_dir) / "preset.json"
+            saved_scale = json.loads(saved.read_text())["model"].get("residual_scale") \
+                if resume and saved.is_file() else None
+            model_overrides["residual_scale"] = saved_scale or residual_scale(images, conditions)
     config = config_cls.from_dict({**preset.model, **model_overrides})
     if images.dtype != torch.uint8 or tuple(images.shape[1:]) != (3, config.image_size, config.image_size):
         raise ValueError(f"images must be uint8 (N, 3, {config.image_size}, {config.image_size}), got "

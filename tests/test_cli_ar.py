@@ -239,14 +239,14 @@ def test_eval_refiner_reports_every_setting(capsys, checkpoint, tmp_path):
 
 
 def test_hybrid_defaults_of_the_cli_are_the_pipeline_defaults():
-    from hybrid.pipeline import DEFAULT_DIFFUSION_STEPS, DEFAULT_REFINE_STEPS, DEFAULT_REFINE_STRENGTH
+    from hybrid.pipeline import DEFAULT_DIFFUSION_STEPS, DEFAULT_REFINE_STEPS
     from tools.cli import build_parser
 
     parser = build_parser()
     for argv in (["generate", "x", "--out", "x.png"], ["compare", "--prompts", __file__, "--out", "c"]):
         args = parser.parse_args(argv)
         assert (args.refine_steps, args.refine_strength, args.steps) == (
-            DEFAULT_REFINE_STEPS, DEFAULT_REFINE_STRENGTH, DEFAULT_DIFFUSION_STEPS)
+            DEFAULT_REFINE_STEPS, None, DEFAULT_DIFFUSION_STEPS)  # None: the refiner's own default
 
 
 def test_train_refiner_and_diffusion_commands_write_models(capsys, checkpoint, tmp_path):

@@ -144,6 +144,30 @@ def test_samplers_recover_the_image_an_oracle_knows(prediction_type):
     assert (refined * 2 - 1 - clean).abs().max() < 2e-2
 
 
+def test_residual_refiner_starts_from_noise_over_a_zero_residual():
+    r = Refiner(RefinerConfig(**UNET, target="residual", residual_scale=0.05)).eval()
+    first_inputs = []
+    original = r.unet.forward
+    r.unet.forward = lambda x, t, **kw: first_inputs.append(x[:, :3].clone()) or original(x, t, **kw)
+    a, b = torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16)
+    r.refine(a, 1, 0.3, generator=torch.Generator().manual_seed(0))
+    r.refine(b, 1, 0.3, generator=torch.Generator().manual_seed(0))
+    # Same noise, different AR images: the noisy residual does not depend on the image (an image refiner's does).
+    assert torch.equal(first_inputs[0], first_inputs[1])
+
+
+def test_default_strength_follows_the_refiner_target(pipe):  # noqa: F811
+    from hybrid.refiner import default_strength
+
+    assert default_strength(RefinerConfig(**UNET, target="residual")) == 1.0
+    assert default_strength(RefinerConfig(**UNET)) == 0.3
+    low = Refiner(RefinerConfig(**UNET, max_strength=0.2)).eval()
+    assert default_strength(low.config) == 0.2
+    calls = count_unet_calls(low)
+    HybridPipeline(pipe, low)("a red circle", refine_steps=1)  # the default never exceeds what it was trained on
+    assert calls == [1]
+
+
 def test_refiner_refuses_more_noise_than_it_was_trained_on(pipe):  # noqa: F811
     torch.manual_seed(0)
     r = Refiner(RefinerConfig(**UNET, max_strength=0.5)).eval()
@@ -246,6 +270,13 @@ def test_residual_refiner_learns_the_scaled_difference(tmp_path, monkeypatch):
             assert (noisy[i] - residual[j]).pow(2).mean() < 0.05
             checked += 1
     assert checked > 0
+    # A resumed run keeps the scale its weights were trained with, even if the data now says otherwise.
+    train_diffusion(preset, {}, images, conditions, tmp_path / "cut", progress=False, stop_after=2)
+    louder = (conditions.int() + 2 * (images.int() - conditions.int())).clamp(0, 255).to(torch.uint8)
+    train_diffusion(preset, {}, louder, conditions, tmp_path / "cut", progress=False, resume=True)
+    assert Refiner.from_pretrained(tmp_path / "cut" / "model").config.residual_scale == config.residual_scale
+    with pytest.raises(ValueError, match="the images equal their conditions"):
+        train_diffusion(preset, {}, conditions, conditions.clone(), tmp_path / "zero", progress=False)
     with pytest.raises(ValueError, match=r"target must be one of \['image', 'residual'\], got 'noise'"):
         RefinerConfig(**UNET, target="noise")
     with pytest.raises(ValueError, match="residual_scale must be a number > 0, got 0"):

@@ -760,11 +760,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-images", type=_int_at_least(1), default=1, help="images per prompt (default: 1)")
     p.add_argument("--mode", choices=("ar", "hybrid", "diffusion"), default="ar",
                    help="ar: the autoregressive model; hybrid: AR, then the diffusion refiner; diffusion: the "
-                        "diffusion-only baseline (default: ar)")
+                        "diffusion-only baseline, guidance 1.5 unless --cfg-scale (default: ar)")
     p.add_argument("--refine-steps", type=_int_at_least(0), default=2,
                    help="with --mode hybrid: refiner steps; 0 returns the AR image (default: 2)")
-    p.add_argument("--refine-strength", type=_float_in("refine-strength", 0, 1), default=1.0,
-                   help="with --mode hybrid: noise level the refiner starts from, in [0, 1] (default: 1.0)")
+    p.add_argument("--refine-strength", type=_float_in("refine-strength", 0, 1), default=None,
+                   help="with --mode hybrid: noise level the refiner starts from, in [0, 1] (default: 1.0 for a "
+                        "residual refiner, as shipped; 0.3 for an image one)")
     p.add_argument("--steps", type=_int_at_least(1), default=20,
                    help="with --mode diffusion: DPM-Solver++ steps (default: 20)")
     _add_sampling_arguments(p)
@@ -822,8 +823,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--beam-width", type=_int_at_least(1), default=4, help="for ar-beam (default: 4)")
     p.add_argument("--top-k", type=_int_at_least(1), default=20, help="for ar-sample (default: 20)")
     p.add_argument("--refine-steps", type=_int_at_least(0), default=2, help="for hybrid (default: 2)")
-    p.add_argument("--refine-strength", type=_float_in("refine-strength", 0, 1), default=1.0,
-                   help="for hybrid (default: 1.0)")
+    p.add_argument("--refine-strength", type=_float_in("refine-strength", 0, 1), default=None,
+                   help="for hybrid (default: 1.0 for a residual refiner, 0.3 for an image one)")
     p.add_argument("--steps", type=_int_at_least(1), default=20, help="for diffusion (default: 20)")
     p.add_argument("--speed-rounds", type=_int_at_least(1), default=3, help="timed rounds per mode (default: 3)")
     p.set_defaults(func=cmd_compare)

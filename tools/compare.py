@@ -50,13 +50,11 @@ def load_modes(checkpoint: Path, modes: list[str], beam_width: int = 4, top_k: i
     from hybrid.pipeline import (
         DEFAULT_DIFFUSION_STEPS,
         DEFAULT_REFINE_STEPS,
-        DEFAULT_REFINE_STRENGTH,
         DiffusionBaselinePipeline,
         HybridPipeline,
     )
 
     refine_steps = DEFAULT_REFINE_STEPS if refine_steps is None else refine_steps
-    refine_strength = DEFAULT_REFINE_STRENGTH if refine_strength is None else refine_strength
     diffusion_steps = DEFAULT_DIFFUSION_STEPS if diffusion_steps is None else diffusion_steps
 
     runners, ar = [], None
@@ -72,10 +70,11 @@ def load_modes(checkpoint: Path, modes: list[str], beam_width: int = 4, top_k: i
             runners.append(ModeRunner(mode, ar, {"sampler": "beam", "beam_width": beam_width}))
         elif mode == "hybrid":
             from hybrid.pipeline import load_component
-            from hybrid.refiner import Refiner
+            from hybrid.refiner import Refiner, default_strength
 
             refiner = load_component(checkpoint, "refiner", Refiner)
-            settings = {"sampler": "greedy", "refine_steps": refine_steps, "refine_strength": refine_strength}
+            strength = default_strength(refiner.config) if refine_strength is None else refine_strength
+            settings = {"sampler": "greedy", "refine_steps": refine_steps, "refine_strength": strength}
             runners.append(ModeRunner(mode, HybridPipeline(ar, refiner), settings))
         else:
             pipe = DiffusionBaselinePipeline.from_pretrained(checkpoint)
