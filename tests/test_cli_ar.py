@@ -80,6 +80,16 @@ def test_generate_modes(capsys, checkpoint, tmp_path, mode, extra):
     assert Image.open(tmp_path / "a.png").tobytes() == Image.open(tmp_path / "b.png").tobytes()  # same seed
 
 
+def test_generate_hybrid_with_zero_refine_steps_writes_the_ar_image(capsys, checkpoint, tmp_path):
+    argv = ["generate", "a red circle", "--checkpoint", str(checkpoint / "full"), "--quiet", "--num-images", "2",
+            "--sampler", "sample", "--seed", "3"]
+    assert run(capsys, *argv, "--mode", "ar", "--out", str(tmp_path / "ar.png"))[0] == 0
+    assert run(capsys, *argv, "--mode", "hybrid", "--refine-steps", "0", "--out", str(tmp_path / "h0.png"))[0] == 0
+    assert run(capsys, *argv, "--mode", "hybrid", "--out", str(tmp_path / "h.png"))[0] == 0
+    ar, h0, h = (Image.open(tmp_path / f).tobytes() for f in ("ar.png", "h0.png", "h.png"))
+    assert h0 == ar and h != ar
+
+
 def test_release_writes_fp16(capsys, checkpoint, tmp_path):
     code, stdout, _ = run(capsys, "release", "--checkpoint", str(checkpoint / "pipe"), "--out", str(tmp_path / "r"),
                           "--refiner", str(checkpoint / "full" / "refiner"), "--diffusion",
