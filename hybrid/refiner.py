@@ -63,11 +63,11 @@ def default_strength(config: RefinerConfig) -> float:
 
 
 def diffusion_clean(config, images: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
-    """What a refiner learns to sample, from uint8 images and conditions: the image in [-1, 1], or the scaled
-    residual."""
+    """What a refiner learns to sample, from uint8 images and their conditions in [-1, 1]: the image in
+    [-1, 1], or the scaled residual."""
     clean = images.float().div(127.5).sub(1)
     if config.target == "residual":
-        return (clean - conditions.float().div(127.5).sub(1)) / config.residual_scale
+        return (clean - conditions) / config.residual_scale
     return clean
 
 

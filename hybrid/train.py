@@ -105,8 +105,8 @@ def train_diffusion(preset: DiffusionPreset, model_overrides: dict, images: torc
         mine = slice(rank, None, world)
         idx, t, noise, drop = idx[mine], t[mine], noise[mine], drop[mine]
         if preset.kind == "refiner":
-            clean = diffusion_clean(config, images[idx], conditions[idx])
             condition = conditions[idx].float().div(127.5).sub(1)
+            clean = diffusion_clean(config, images[idx], condition)
         else:
             clean = images[idx].float().div(127.5).sub(1)
             condition = torch.where(drop[:, None], base.null_captions(len(idx)), conditions[idx].long())

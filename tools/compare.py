@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from tools.image_metrics import gradient_energy
 from tools.judge.report import summarize
 from tools.judge.verdict import score
-from tools.world import layout, parse_caption, render
+from tools.world import layout, parse_caption, render_any_size
 
 MODES = ("ar-greedy", "ar-sample", "ar-beam", "hybrid", "diffusion")
 
@@ -70,11 +70,11 @@ def load_modes(checkpoint: Path, modes: list[str], beam_width: int = 4, top_k: i
             runners.append(ModeRunner(mode, ar, {"sampler": "beam", "beam_width": beam_width}))
         elif mode == "hybrid":
             from hybrid.pipeline import load_component
-            from hybrid.refiner import Refiner, default_strength
+            from hybrid.refiner import Refiner
 
             refiner = load_component(checkpoint, "refiner", Refiner)
-            strength = default_strength(refiner.config) if refine_strength is None else refine_strength
-            settings = {"sampler": "greedy", "refine_steps": refine_steps, "refine_strength": strength}
+            # refine_strength None: the pipeline takes the refiner's default
+            settings = {"sampler": "greedy", "refine_steps": refine_steps, "refine_strength": refine_strength}
             runners.append(ModeRunner(mode, HybridPipeline(ar, refiner), settings))
         else:
             pipe = DiffusionBaselinePipeline.from_pretrained(checkpoint)
@@ -148,8 +148,7 @@ def clean_sharpness(prompts: list[str], size: int, seed: int = 0) -> float:
             scene = layout(parse_caption(prompt), random.Random(seed * 1_000_003 + i))
         except LayoutError:  # a prompt no layout satisfies has no clean render; the modes still draw it
             continue
-        # the renderer draws 48 px and up: shrink for smaller models
-        energies.append(gradient_energy(render(scene, max(size, 48)).resize((size, size), Image.BOX)))
+        energies.append(gradient_energy(render_any_size(scene, size)))
     return sum(energies) / len(energies) if energies else float("nan")
 
 

@@ -16,7 +16,7 @@ from hybrid.refiner import Refiner
 from tools.image_metrics import gradient_energy, psnr
 from tools.shards import scene_seed
 from tools.vq_eval import to_uint8_arrays
-from tools.world import SamplingOptions, render, sample_scene
+from tools.world import SamplingOptions, render_any_size, sample_scene
 from vq.model import VQModel
 
 
@@ -34,9 +34,8 @@ def evaluate_refiner(vq: VQModel, refiner: Refiner, num: int, settings: list[tup
     for start in range(0, num, batch_size):
         scenes = [sample_scene(scene_seed(seed, "eval-refiner", i), "mixed", opts)
                   for i in range(start, min(start + batch_size, num))]
-        # the renderer draws 48 px and up: shrink for smaller models
-        x = torch.stack([torch.from_numpy(np.array(render(s, max(size, 48)).resize((size, size), Image.BOX)))
-                         .permute(2, 0, 1) for s in scenes]).float()
+        x = torch.stack([torch.from_numpy(np.array(render_any_size(s, size))).permute(2, 0, 1)
+                         for s in scenes]).float()
         with torch.no_grad():
             recon += to_uint8_arrays(vq.decode_ids(vq.encode(x / 255)))
         clean += to_uint8_arrays(x / 255)

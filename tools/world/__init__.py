@@ -4,7 +4,7 @@ from .caption import (
     CaptionError, CountReq, ObjectReq, RelationReq, Requirements, TextReq, category_of, format_caption,
     parse_caption,
 )
-from .render import render
+from .render import render, render_any_size
 from .scene import LayoutError, PlacedShape, PlacedWord, SamplingOptions, Scene, caption, layout, sample_scene
 from .vocab import CATEGORIES
 from .words import HELDOUT_WORDS, TRAIN_WORDS, word_list
@@ -12,5 +12,6 @@ from .words import HELDOUT_WORDS, TRAIN_WORDS, word_list
 __all__ = [
     "CATEGORIES", "CaptionError", "CountReq", "HELDOUT_WORDS", "LayoutError", "ObjectReq", "PlacedShape",
     "PlacedWord", "RelationReq", "Requirements", "SamplingOptions", "Scene", "TRAIN_WORDS", "TextReq", "caption",
-    "category_of", "format_caption", "layout", "parse_caption", "render", "sample_scene", "word_list",
+    "category_of", "format_caption", "layout", "parse_caption", "render", "render_any_size", "sample_scene",
+    "word_list",
 ]

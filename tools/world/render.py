@@ -96,6 +96,12 @@ def word_box(w: PlacedWord, size: int) -> tuple[int, int, np.ndarray]:
     return x0, y0, mask
 
 
+def render_any_size(scene: Scene, size: int) -> Image.Image:
+    """``render`` at any size: below the 48 px the renderer draws, render at 48 and shrink (box filter), as
+    the tiny test models' 16 px images need."""
+    return render(scene, size) if size >= 48 else render(scene, 48).resize((size, size), Image.BOX)
+
+
 def render(scene: Scene, size: int) -> Image.Image:
     """The scene as an RGB image of ``size`` x ``size`` pixels."""
     if not isinstance(size, int) or size < 48:
