@@ -14,6 +14,7 @@ from ar_model.text_tokenizer import CaptionTokenizer
 from vq.config import VQConfig
 from vq.model import VQModel
 
+from .conftest import needs_tesseract
 from .test_cli import run
 
 CAPTIONS = ["a red circle", "the word CAT in blue at the bottom", "three green triangles", "a blue square"]
@@ -208,6 +209,7 @@ def test_bad_arguments_give_one_line_exit_2_and_no_file(capsys, checkpoint, tmp_
     assert set(tmp_path.rglob("*")) == before
 
 
+@needs_tesseract  # it scores 'the word CAT'
 def test_compare_writes_report_grid_and_table(capsys, checkpoint, tmp_path):
     (tmp_path / "p.txt").write_text("a red circle\nthe word CAT\n")
     code, stdout, _ = run(capsys, "compare", "--prompts", str(tmp_path / "p.txt"), "--checkpoint",

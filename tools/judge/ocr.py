@@ -6,6 +6,7 @@ letters are about 48 px tall, thresholded to black on white, padded, and read as
 
 from __future__ import annotations
 
+import os
 import shutil
 import string
 
@@ -21,16 +22,24 @@ INK_THRESHOLD = 0.7
 _CONFIG = f"--psm 13 -c tessedit_char_whitelist={string.ascii_uppercase}"
 
 
+TESSERACT_ENV = "T2I_TESSERACT_CMD"  # the Tesseract program to run, when it is not `tesseract` on the PATH
+
+
 class OCRUnavailable(RuntimeError):
     """Tesseract is not installed."""
 
 
 def require_tesseract() -> None:
-    if shutil.which(pytesseract.pytesseract.tesseract_cmd) is None:
+    """Point pytesseract at the Tesseract program (``$T2I_TESSERACT_CMD``, read at every call, or ``tesseract``)
+    and fail clearly when there is none."""
+    command = os.environ.get(TESSERACT_ENV) or "tesseract"
+    if shutil.which(command) is None:
         raise OCRUnavailable(
-            "the judge reads text with Tesseract OCR, which is not installed: "
-            "install the system package tesseract-ocr (Debian/Ubuntu: apt-get install tesseract-ocr)"
+            f"the judge reads text with Tesseract OCR, which is not installed (looked for {command!r}): "
+            "install the system package tesseract-ocr (Debian/Ubuntu: apt-get install tesseract-ocr), "
+            f"or set {TESSERACT_ENV} to its path"
         )
+    pytesseract.pytesseract.tesseract_cmd = command
 
 
 def read_line(ink: np.ndarray) -> str:
