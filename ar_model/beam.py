@@ -12,7 +12,8 @@ from __future__ import annotations
 import torch
 from tqdm.auto import tqdm
 
-from .generate import decode_one_token, image_logits, prefill, start_rows
+from .generate import decode_one_token, feed_structural, image_logits, prefill, start_rows
+from .layout import image_layout
 from .model import ARDecoder
 from .sampling import SamplingConfig
 
@@ -26,6 +27,7 @@ def beam_search(model: ARDecoder, prompts: torch.Tensor, sampling: SamplingConfi
     Width ``sampling.beam_width``; guidance as in ``generate`` (scale, schedule, interval, uncond prompts).
     """
     c = model.config
+    layout = image_layout(c)
     batch, width, n_codes = prompts.shape[0], sampling.beam_width, c.codebook_size
     expand = (lambda t: t.repeat_interleave(width, dim=0))  # (B, ...) -> (B * W, ...), beams of a prompt adjacent
     rows, guided = start_rows(model, expand(prompts), sampling,
@@ -35,6 +37,7 @@ def beam_search(model: ARDecoder, prompts: torch.Tensor, sampling: SamplingConfi
     device = prompts.device
     logits = prefill(model, rows, torch.arange(c.prefix_len, device=device))
     input_pos = torch.tensor([c.prefix_len], device=device)
+    logits = feed_structural(model, logits, layout.lead, rows.shape[0], input_pos, decode_fn)
     # All beams of a prompt start identical: only the first may extend at step 0, or the top W would be copies.
     scores = torch.full((batch, width), float("-inf"), device=device)
     scores[:, 0] = 0.0
@@ -50,15 +53,16 @@ def beam_search(model: ARDecoder, prompts: torch.Tensor, sampling: SamplingConfi
         if i == c.image_tokens - 1:
             break
         source = (first_row + parent).view(-1)  # the cache row each new beam continues from
-        # Only the image tokens written so far move: a prompt's beams share its caption rows.
+        # Only the image part written so far moves: a prompt's beams share its caption rows.
         model.reorder_caches(torch.cat([source, source + beams]) if guided else source, c.prefix_len,
-                             c.prefix_len + i)
+                             layout.code_positions[i])
         if guided and sampling.cfg_interval is not None and i + 1 >= sampling.cfg_interval:
             model.shrink_caches(beams)  # guidance is over: drop the unconditional rows
             guided = False
         token = (code.view(-1) + c.image_offset).repeat(2 if guided else 1)[:, None]
         logits = decode_fn(model, token, input_pos)
         input_pos += 1
+        logits = feed_structural(model, logits, layout.after[i], token.shape[0], input_pos, decode_fn)
     best = scores.argmax(-1)
     index = torch.arange(batch, device=device)
     return seqs[index, best], scores[index, best]

@@ -4,12 +4,17 @@ One vocabulary holds everything the decoder reads or writes, so that it is a pla
 
     [0, text_vocab_size)                        caption pieces (the sentencepiece ids)
     text_vocab_size + (0, 1, 2, 3)              PAD, BOI (begin of image), EOI (end of image), NULL (null caption)
+    text_vocab_size + 4 + (0, ..)               structural tokens of the image layout (EOL, or ROW_0 ... ROW_{h-1})
     [image_offset, image_offset + codebook)     image codes (the VQ ids, shifted)
 
-A training sequence is the caption right-padded with PAD to ``max_caption_tokens``, then BOI, the image codes in
-raster order, then EOI. Every sequence has the same length and every token sits at the same position, so no
-attention mask is needed, and the exported model computes exactly what ours does. The null caption (for
-classifier-free guidance) is NULL followed by PADs.
+A training sequence is the caption right-padded with PAD to ``max_caption_tokens``, then BOI, the image part,
+then EOI. The image part depends on ``image_layout`` (``ar_model.layout``): the codes in raster order
+("plain", "rope_2d"), with an end-of-row token after every row ("row_end", Emu3 / Lumina-mGPT), or with a row
+token ROW_r before row r ("row_start"). Structural tokens are fixed by the layout, so decoding writes them, never
+samples them. Every sequence has the same length and every token sits at the same position, so no attention
+mask is needed, and the exported model computes exactly what ours does ("rope_2d" gives image tokens 2-D rotary
+positions, LlamaGen's scheme, and cannot be exported). The null caption (for classifier-free guidance) is NULL
+followed by PADs.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from pathlib import Path
 from vq.config import JSONConfig, TrainConfig, preset_parts, read_preset, require_positive_ints
 
 SPECIAL_TOKENS = ("pad", "boi", "eoi", "null")
+IMAGE_LAYOUTS = ("plain", "row_end", "row_start", "rope_2d")
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,7 @@ class ARConfig(JSONConfig):
     intermediate_size: int | None = None  # SwiGLU hidden width; None: 8/3 dim rounded up to a multiple of 64
     rope_theta: float = 10000.0
     norm_eps: float = 1e-5
+    image_layout: str = "plain"  # one of IMAGE_LAYOUTS: how the decoder knows each image token's row and column
 
     def __post_init__(self):
         require_positive_ints(self, ("text_vocab_size", "codebook_size", "grid_size", "max_caption_tokens", "dim",
@@ -45,6 +52,11 @@ class ARConfig(JSONConfig):
                              f"n_heads={self.n_heads}")
         if self.n_heads % self.n_kv_heads:
             raise ValueError(f"n_heads must be a multiple of n_kv_heads, got {self.n_heads} and {self.n_kv_heads}")
+        if self.image_layout not in IMAGE_LAYOUTS:
+            raise ValueError(f"image_layout must be one of {list(IMAGE_LAYOUTS)}, got {self.image_layout!r}")
+        if self.image_layout == "rope_2d" and self.head_dim % 4:
+            raise ValueError(f"image_layout 'rope_2d' needs a head size divisible by 4 (half for rows, half for "
+                             f"columns), got {self.head_dim}")
         if self.intermediate_size is None:
             object.__setattr__(self, "intermediate_size", -(-8 * self.dim // 3 // 64) * 64)
 
@@ -66,8 +78,17 @@ class ARConfig(JSONConfig):
         return self.text_vocab_size + 3
 
     @property
-    def image_offset(self) -> int:
+    def structural_offset(self) -> int:
+        """The first structural token (EOL for "row_end", ROW_0 for "row_start")."""
         return self.text_vocab_size + len(SPECIAL_TOKENS)
+
+    @property
+    def num_structural_tokens(self) -> int:
+        return {"row_end": 1, "row_start": self.grid_size}.get(self.image_layout, 0)
+
+    @property
+    def image_offset(self) -> int:
+        return self.structural_offset + self.num_structural_tokens
 
     @property
     def vocab_size(self) -> int:
@@ -88,9 +109,14 @@ class ARConfig(JSONConfig):
         return self.max_caption_tokens + 1
 
     @property
+    def image_part_len(self) -> int:
+        """Image codes plus the layout's structural tokens, between BOI and EOI."""
+        return self.image_tokens + (self.grid_size if self.image_layout in ("row_end", "row_start") else 0)
+
+    @property
     def max_seq_len(self) -> int:
-        """Prompt, image codes and EOI."""
-        return self.prefix_len + self.image_tokens + 1
+        """Prompt, image part and EOI."""
+        return self.prefix_len + self.image_part_len + 1
 
 
 @dataclass(frozen=True)
@@ -102,12 +128,22 @@ class ARTrainConfig(TrainConfig):
     caption_dropout: float = 0.1  # captions replaced by the null caption, for classifier-free guidance
     text_vocab_size: int = 256  # sentencepiece vocabulary trained on the captions
     bf16: bool = False  # autocast matmuls to bfloat16 (CUDA, or CPUs with AVX512-BF16/AMX)
+    # The loss on image codes only, each image position's softmax over the codebook only (Emu3, DALLE-pytorch);
+    # False: every token after BOI (codes, structural tokens, EOI) over the whole vocabulary.
+    image_only_loss: bool = False
+    z_loss: float = 0.0  # weight of mean(logsumexp(logits)^2) (Chameleon, Lumina-mGPT use 1e-5)
+    dropout: float = 0.0  # on token embeddings and on each residual branch (LlamaGen: 0.1); training only
+    zero_init_head: bool = False  # output head starts at zero: every code equally likely (LlamaGen)
 
     def __post_init__(self):
         super().__post_init__()
         require_positive_ints(self, ("text_vocab_size",))
         if not 0 <= self.caption_dropout < 1:
             raise ValueError(f"caption_dropout must be in [0, 1), got {self.caption_dropout!r}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        if not self.z_loss >= 0:
+            raise ValueError(f"z_loss must be >= 0, got {self.z_loss!r}")
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,9 @@
 
 The two are separate functions (gpt-fast) so that the one-token step, whose shapes never change, can be
 ``torch.compile``d. Classifier-free guidance doubles the batch: rows [0, B) carry the captions, rows [B, 2B) the
-null caption (or a negative prompt), and the guided logits pick one token that both halves then read.
+null caption (or a negative prompt), and the guided logits pick one token that both halves then read. The
+layout's structural tokens (``ar_model.layout``) are fed where they belong, never sampled: sampling only ever
+chooses among the image codes.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import torch
 from tqdm.auto import tqdm
 
+from .layout import image_layout
 from .model import ARDecoder
 from .sampling import SamplingConfig, guide, sample
 
@@ -22,6 +25,16 @@ def prefill(model: ARDecoder, tokens: torch.Tensor, input_pos: torch.Tensor) -> 
 def decode_one_token(model: ARDecoder, token: torch.Tensor, input_pos: torch.Tensor) -> torch.Tensor:
     """token (B, 1) at position input_pos (1,) -> logits (B, V)."""
     return model(token, input_pos)[:, -1]
+
+
+def feed_structural(model: ARDecoder, logits: torch.Tensor, tokens: tuple[int, ...], rows: int,
+                    input_pos: torch.Tensor, decode_fn) -> torch.Tensor:
+    """Feed the layout's structural ``tokens`` to all ``rows`` one at a time (advancing ``input_pos`` in place);
+    returns the logits after the last one (``logits`` unchanged when there are none)."""
+    for token in tokens:
+        logits = decode_fn(model, torch.full((rows, 1), token, dtype=torch.long, device=input_pos.device), input_pos)
+        input_pos += 1
+    return logits
 
 
 def image_logits(model: ARDecoder, logits: torch.Tensor, cfg_scale: float, batch: int) -> torch.Tensor:
@@ -66,6 +79,7 @@ def generate(model: ARDecoder, prompts: torch.Tensor, sampling: SamplingConfig,
     if it had drawn them (editing). ``decode_fn`` may be a compiled ``decode_one_token``.
     """
     c = model.config
+    layout = image_layout(c)
     batch = prompts.shape[0]
     rows, guided = start_rows(model, prompts, sampling, uncond_prompts)
     model.setup_caches(rows.shape[0])
@@ -73,6 +87,7 @@ def generate(model: ARDecoder, prompts: torch.Tensor, sampling: SamplingConfig,
     out = torch.empty(batch, c.image_tokens, dtype=torch.long, device=device)
     logits = prefill(model, rows, torch.arange(c.prefix_len, device=device))
     input_pos = torch.tensor([c.prefix_len], device=device)
+    logits = feed_structural(model, logits, layout.lead, rows.shape[0], input_pos, decode_fn)
     for i in tqdm(range(c.image_tokens), desc="tokens", disable=not progress, leave=False):
         code = sample(image_logits(model, logits, sampling.scale_at(i, c.image_tokens), batch), sampling, generators)
         if fixed is not None:
@@ -86,4 +101,5 @@ def generate(model: ARDecoder, prompts: torch.Tensor, sampling: SamplingConfig,
         token = (code + c.image_offset).repeat(2 if guided else 1)[:, None]
         logits = decode_fn(model, token, input_pos)
         input_pos += 1
+        logits = feed_structural(model, logits, layout.after[i], token.shape[0], input_pos, decode_fn)
     return out

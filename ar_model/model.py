@@ -16,6 +16,7 @@ from vq.serialization import PretrainedMixin
 
 from .config import ARConfig
 from .kv_cache import KVCache
+from .layout import rope_2d_positions
 
 
 class RMSNorm(nn.Module):
@@ -34,6 +35,18 @@ def rope_tables(head_dim: int, max_seq_len: int, theta: float) -> tuple[torch.Te
     """cos, sin of shape (max_seq_len, head_dim), both halves repeated (the ``rotate_half`` layout)."""
     inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
     freqs = torch.outer(torch.arange(max_seq_len, dtype=torch.float32), inv_freq)
+    emb = torch.cat([freqs, freqs], dim=-1)
+    return emb.cos(), emb.sin()
+
+
+def rope_tables_2d(head_dim: int, rows: torch.Tensor, cols: torch.Tensor, theta: float
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """2-D rotary tables (LlamaGen's ``precompute_freqs_cis_2d``, in the ``rotate_half`` layout): of each head's
+    head_dim / 2 rotated pairs, the first half turns with the row position, the second with the column.
+    rows, cols (T,) -> cos, sin (T, head_dim)."""
+    half = head_dim // 2
+    inv_freq = 1.0 / theta ** (torch.arange(0, half, 2, dtype=torch.float32) / half)  # (head_dim / 4,)
+    freqs = torch.cat([torch.outer(rows.float(), inv_freq), torch.outer(cols.float(), inv_freq)], dim=-1)
     emb = torch.cat([freqs, freqs], dim=-1)
     return emb.cos(), emb.sin()
 
@@ -92,9 +105,9 @@ class Block(nn.Module):
         self.post_attention_layernorm = RMSNorm(config.dim, config.norm_eps)
         self.mlp = MLP(config.dim, config.intermediate_size)
 
-    def forward(self, x, cos, sin, mask, input_pos):
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask, input_pos)
-        return x + self.mlp(self.post_attention_layernorm(x))
+    def forward(self, x, cos, sin, mask, input_pos, dropout: float = 0.0):
+        x = x + F.dropout(self.self_attn(self.input_layernorm(x), cos, sin, mask, input_pos), dropout, self.training)
+        return x + F.dropout(self.mlp(self.post_attention_layernorm(x)), dropout, self.training)
 
 
 class ARDecoder(nn.Module, PretrainedMixin):
@@ -107,11 +120,15 @@ class ARDecoder(nn.Module, PretrainedMixin):
         self.layers = nn.ModuleList(Block(config) for _ in range(config.n_layers))
         self.norm = RMSNorm(config.dim, config.norm_eps)
         self.lm_head = nn.Linear(config.dim, config.vocab_size, bias=False)
-        cos, sin = rope_tables(config.head_dim, config.max_seq_len, config.rope_theta)
+        if config.image_layout == "rope_2d":
+            cos, sin = rope_tables_2d(config.head_dim, *rope_2d_positions(config), config.rope_theta)
+        else:
+            cos, sin = rope_tables(config.head_dim, config.max_seq_len, config.rope_theta)
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
         self.register_buffer("causal_mask", torch.ones(0, 0, dtype=torch.bool), persistent=False)
         self.cache_batch_size = 0
+        self.dropout = 0.0  # set by the trainer (token and residual dropout); a no-op in eval mode, not exported
         self.apply(self._init_weights)
         # GPT-2's scaled init of the projections that write into the residual stream.
         for name, p in self.named_parameters():
@@ -169,7 +186,7 @@ class ARDecoder(nn.Module, PretrainedMixin):
             if t > self.config.max_seq_len:
                 raise ValueError(f"sequence of {t} tokens is longer than max_seq_len {self.config.max_seq_len}")
             cos, sin, mask, input_pos = self.rope_cos[:t], self.rope_sin[:t], None, None
-        x = self.embed_tokens(idx)
+        x = F.dropout(self.embed_tokens(idx), self.dropout, self.training)
         for layer in self.layers:
-            x = layer(x, cos, sin, mask, input_pos)
+            x = layer(x, cos, sin, mask, input_pos, self.dropout)
         return self.lm_head(self.norm(x)).float()

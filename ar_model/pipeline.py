@@ -2,7 +2,7 @@
 
 A checkpoint is a folder with one subfolder per component, as in diffusers:
 
-    pipeline.json           component names and generation defaults
+    pipeline.json           component names and generation defaults (the best measured settings of the checkpoint)
     vq/                     config.json + model.safetensors (VQModel)
     caption_tokenizer/      spiece.model + tokenizer_config.json (CaptionTokenizer)
     decoder/                config.json + model.safetensors (ARDecoder)
@@ -33,6 +33,10 @@ from .text_tokenizer import CaptionTokenizer
 PIPELINE_NAME = "pipeline.json"
 COMPONENTS = {"vq": VQModel, "caption_tokenizer": CaptionTokenizer, "decoder": ARDecoder}
 DEFAULT_CFG_SCALE = 3.0
+# What a call that names no sampling setting gets when pipeline.json records none (a checkpoint records its own,
+# chosen by measurement: `t2i release --default-...`).
+GENERATION_DEFAULTS = {"sampler": "greedy", "temperature": 1.0, "top_k": None, "top_p": None,
+                       "cfg_scale": DEFAULT_CFG_SCALE}
 
 
 @dataclass
@@ -81,9 +85,19 @@ def per_image_generators(generator, total: int) -> list[torch.Generator] | None:
     raise ValueError(f"generator must be None, a torch.Generator or a list of them, got {type(generator).__name__}")
 
 
+def check_generation_defaults(defaults: dict) -> dict:
+    """Complete ``defaults`` with GENERATION_DEFAULTS and check them as a call would; unknown keys are errors."""
+    unknown = sorted(set(defaults) - set(GENERATION_DEFAULTS))
+    if unknown:
+        raise ValueError(f"unknown generation defaults {unknown}; allowed: {sorted(GENERATION_DEFAULTS)}")
+    merged = {**GENERATION_DEFAULTS, **defaults}
+    SamplingConfig(merged["sampler"], merged["temperature"], merged["top_k"], merged["top_p"], merged["cfg_scale"])
+    return merged
+
+
 class TextToImage:
     def __init__(self, vq: VQModel, caption_tokenizer: CaptionTokenizer, decoder: ARDecoder,
-                 default_cfg_scale: float = DEFAULT_CFG_SCALE):
+                 default_cfg_scale: float | None = None, generation_defaults: dict | None = None):
         c = decoder.config
         if (vq.config.vocab_size, vq.config.grid_size) != (c.codebook_size, c.grid_size):
             raise ValueError(f"the decoder writes {c.codebook_size} codes on a {c.grid_size}x{c.grid_size} grid "
@@ -93,9 +107,20 @@ class TextToImage:
             raise ValueError(f"the decoder reads {c.text_vocab_size} caption pieces but the caption tokenizer "
                              f"has {caption_tokenizer.vocab_size}")
         self.vq, self.caption_tokenizer, self.decoder = vq.eval(), caption_tokenizer, decoder.eval()
-        self.default_cfg_scale = default_cfg_scale
+        defaults = dict(generation_defaults or {})
+        if default_cfg_scale is not None:
+            defaults["cfg_scale"] = default_cfg_scale
+        self.generation_defaults = check_generation_defaults(defaults)
         self.progress_bar_config: dict = {}
         self.decode_fn = decode_one_token  # replace with torch.compile(decode_one_token) to compile the step
+
+    @property
+    def default_cfg_scale(self) -> float:
+        return self.generation_defaults["cfg_scale"]
+
+    @default_cfg_scale.setter
+    def default_cfg_scale(self, value: float) -> None:
+        self.generation_defaults = check_generation_defaults({**self.generation_defaults, "cfg_scale": value})
 
     @property
     def device(self) -> torch.device:
@@ -111,7 +136,8 @@ class TextToImage:
         self.caption_tokenizer.save_pretrained(path / "caption_tokenizer")
         self.decoder.save_pretrained(path / "decoder", dtype=dtype)
         write_text(path / PIPELINE_NAME, json.dumps({"components": list(COMPONENTS),
-                                                     "default_cfg_scale": self.default_cfg_scale}, indent=2))
+                                                     "default_cfg_scale": self.default_cfg_scale,
+                                                     "generation_defaults": self.generation_defaults}, indent=2))
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str | torch.device | None = None,
@@ -129,7 +155,10 @@ class TextToImage:
         decoder = ARDecoder.from_pretrained(path / "decoder", device=device, dtype=dtype)
         try:
             settings = json.loads((path / PIPELINE_NAME).read_text())
-            return cls(vq, tokenizer, decoder, float(settings.get("default_cfg_scale", DEFAULT_CFG_SCALE)))
+            defaults = dict(settings.get("generation_defaults", {}))
+            if "default_cfg_scale" in settings:
+                defaults["cfg_scale"] = float(settings["default_cfg_scale"])
+            return cls(vq, tokenizer, decoder, generation_defaults=defaults)
         except json.JSONDecodeError as e:
             raise CheckpointError(f"{path / PIPELINE_NAME} is not valid JSON ({e})") from None
         except ValueError as e:
@@ -165,11 +194,20 @@ class TextToImage:
         return self.vq.encode(image.to(self.device, torch.float32))[0]
 
     @torch.no_grad()
-    def _run(self, prompt, num_images: int, sampler: str, temperature: float, top_k: int | None,
+    def _run(self, prompt, num_images: int, sampler: str | None, temperature: float | None, top_k: int | None,
              top_p: float | None, cfg_scale: float | None, cfg_schedule: str, cfg_interval: int | None,
              beam_width: int, negative_prompt, generator, fixed: torch.Tensor | None = None) -> TextToImageOutput:
         prompts = self.check_inputs(prompt, num_images)
-        cfg_scale = self.default_cfg_scale if cfg_scale is None else cfg_scale
+        d = self.generation_defaults
+        sampler = d["sampler"] if sampler is None else sampler
+        temperature = d["temperature"] if temperature is None else temperature
+        cfg_scale = d["cfg_scale"] if cfg_scale is None else cfg_scale
+        # None takes the checkpoint's default; 0 (top_k) and 1.0 (top_p) turn the filter off, as in transformers.
+        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0):
+            raise ValueError(f"top_k must be None (the checkpoint's default), 0 (keep every code) or an integer "
+                             f">= 1, got {top_k!r}")
+        top_k = d["top_k"] if top_k is None else (top_k or None)
+        top_p = d["top_p"] if top_p is None else top_p
         sampling = SamplingConfig(sampler, temperature, top_k, top_p, cfg_scale, cfg_schedule, cfg_interval,
                                   beam_width)  # checks its arguments
         pieces = self._encode_prompts(prompts, "prompt")  # every prompt checked before any work
@@ -204,8 +242,8 @@ class TextToImage:
         return TextToImageOutput(pixels_to_pil(pixels), ids.cpu(), all_prompts,
                                  None if log_probs is None else log_probs.cpu())
 
-    def __call__(self, prompt: str | list[str], num_images: int = 1, sampler: str = "greedy",
-                 temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+    def __call__(self, prompt: str | list[str], num_images: int = 1, sampler: str | None = None,
+                 temperature: float | None = None, top_k: int | None = None, top_p: float | None = None,
                  cfg_scale: float | None = None, cfg_schedule: str = "constant", cfg_interval: int | None = None,
                  beam_width: int = 1, negative_prompt: str | list[str] | None = None,
                  generator: torch.Generator | list[torch.Generator] | None = None) -> TextToImageOutput:
@@ -214,9 +252,11 @@ class TextToImage:
         ``sampler``: "greedy" takes the most likely code at every step; "sample" draws from the
         (temperature-scaled, top-k / top-p filtered) distribution with one generator per image; "beam" keeps the
         ``beam_width`` best sequences by guided log-probability. ``cfg_scale`` > 1 turns on classifier-free
-        guidance (1 turns it off; None: the checkpoint's default), constant or ramped linearly from 1
+        guidance (1 turns it off), constant or ramped linearly from 1
         (``cfg_schedule``), for the first ``cfg_interval`` image tokens (None: all), against the null caption or
-        ``negative_prompt``.
+        ``negative_prompt``. ``sampler``, ``temperature``, ``top_k``, ``top_p`` and ``cfg_scale`` left at None
+        take the checkpoint's defaults (``generation_defaults``, from pipeline.json: its best measured settings);
+        ``top_k=0`` and ``top_p=1.0`` turn those filters off.
         """
         return self._run(prompt, num_images, sampler, temperature, top_k, top_p, cfg_scale, cfg_schedule,
                          cfg_interval, beam_width, negative_prompt, generator)

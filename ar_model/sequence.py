@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from .config import ARConfig
+from .layout import image_part
 
 
 def pad_captions(pieces: list[list[int]], length: int, pad_id: int) -> torch.Tensor:
@@ -37,6 +38,7 @@ def null_prefixes(config: ARConfig, batch: int) -> torch.Tensor:
 
 
 def training_sequences(config: ARConfig, prefixes: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
-    """prefixes (B, prefix_len), codes (B, image_tokens) in [0, codebook) -> sequences (B, max_seq_len)."""
+    """prefixes (B, prefix_len), codes (B, image_tokens) in [0, codebook) -> sequences (B, max_seq_len): the
+    prompt, the image part in the config's layout, EOI."""
     eoi = torch.full((codes.shape[0], 1), config.eoi_id, dtype=torch.long, device=codes.device)
-    return torch.cat([prefixes.to(codes.device), codes.long() + config.image_offset, eoi], dim=1)
+    return torch.cat([prefixes.to(codes.device), image_part(config, codes), eoi], dim=1)

@@ -66,6 +66,23 @@ def _prefixes(config, caption_ids: torch.Tensor) -> torch.Tensor:
     return caption_prefixes(config, [row[row >= 0].tolist() for row in caption_ids])
 
 
+def sequence_loss(config, cfg, logits: torch.Tensor, seq: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    """Next-token loss on what follows BOI. logits (B, T - 1, V) of seq (B, T)."""
+    logits, targets = logits[:, config.prefix_len - 1:].float(), seq[:, config.prefix_len:]
+    if cfg.image_only_loss:
+        is_code = targets >= config.image_offset
+        logits = logits[is_code][:, config.image_offset:config.image_offset + config.codebook_size]
+        targets = targets[is_code] - config.image_offset
+    else:
+        logits, targets = logits.reshape(-1, config.vocab_size), targets.reshape(-1)
+    loss = F.cross_entropy(logits, targets)
+    fields = {}
+    if cfg.z_loss:
+        z = logits.logsumexp(-1).pow(2).mean()
+        loss, fields = loss + cfg.z_loss * z, {"z": z.item()}
+    return loss, fields
+
+
 def train_ar(preset: ARPreset, vq_dir: str | Path, images: torch.Tensor, captions: list[str], out_dir: str | Path,
              max_minutes: float | None = None, resume: bool = False, stop_after: int | None = None,
              progress: bool = True) -> Path:
@@ -94,6 +111,9 @@ def train_ar(preset: ARPreset, vq_dir: str | Path, images: torch.Tensor, caption
 
     set_seed(cfg.seed)
     model = ARDecoder(config)
+    model.dropout = cfg.dropout
+    if cfg.zero_init_head:
+        torch.nn.init.zeros_(model.lm_head.weight)
     # No weight decay on norms and embeddings (nanoGPT's grouping: decay only matrices that multiply).
     decay = [p for n, p in model.named_parameters() if p.ndim == 2 and "embed" not in n]
     rest = [p for n, p in model.named_parameters() if not (p.ndim == 2 and "embed" not in n)]
@@ -110,11 +130,7 @@ def train_ar(preset: ARPreset, vq_dir: str | Path, images: torch.Tensor, caption
         seq = training_sequences(config, prefix, codes[idx]).to(device)
         with autocast:
             logits = model(seq[:, :-1])
-        # Predict the image codes and EOI: the targets from BOI's successor on.
-        targets = seq[:, config.prefix_len:]
-        loss = F.cross_entropy(logits[:, config.prefix_len - 1:].reshape(-1, config.vocab_size).float(),
-                               targets.reshape(-1))
-        return loss, {}
+        return sequence_loss(config, cfg, logits, seq)
 
     pipeline_dir = out_dir / "pipeline"
     train_loop(accelerator, model, optimizer, cfg, ckpt_path, resume,

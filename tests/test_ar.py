@@ -188,6 +188,29 @@ def test_pipeline_save_load_round_trip(pipe, tmp_path):
     assert torch.equal(a.ids, b.ids) and a.images[0].tobytes() == b.images[0].tobytes()
 
 
+def test_generation_defaults_are_saved_and_fill_what_a_call_leaves_out(pipe, tmp_path):
+    chosen = TextToImage(pipe.vq, pipe.caption_tokenizer, pipe.decoder,
+                         generation_defaults={"sampler": "sample", "top_k": 3, "cfg_scale": 1.5})
+    chosen.save_pretrained(tmp_path / "p")
+    loaded = TextToImage.from_pretrained(tmp_path / "p")
+    loaded.set_progress_bar_config(disable=True)
+    assert loaded.generation_defaults == {"sampler": "sample", "temperature": 1.0, "top_k": 3, "top_p": None,
+                                          "cfg_scale": 1.5}
+    seed = (lambda: torch.Generator().manual_seed(0))
+    by_default = loaded("a blue square", num_images=3, generator=seed())
+    explicit = pipe("a blue square", num_images=3, sampler="sample", temperature=1.0, top_k=3, cfg_scale=1.5,
+                    generator=seed())
+    assert torch.equal(by_default.ids, explicit.ids)
+    # top_k=0 turns the checkpoint's top-k off.
+    unfiltered = pipe("a blue square", num_images=3, sampler="sample", cfg_scale=1.5, generator=seed())
+    assert torch.equal(loaded("a blue square", num_images=3, top_k=0, generator=seed()).ids, unfiltered.ids)
+    assert not torch.equal(unfiltered.ids, explicit.ids)
+    with pytest.raises(ValueError, match="unknown generation defaults"):
+        TextToImage(pipe.vq, pipe.caption_tokenizer, pipe.decoder, generation_defaults={"top_n": 3})
+    with pytest.raises(ValueError, match="top_k must be"):
+        TextToImage(pipe.vq, pipe.caption_tokenizer, pipe.decoder, generation_defaults={"top_k": 0})
+
+
 def test_fp16_release_loads_as_float32(pipe, tmp_path):
     pipe.save_pretrained(tmp_path / "p16", dtype=torch.float16)
     loaded = TextToImage.from_pretrained(tmp_path / "p16")
@@ -205,7 +228,7 @@ def test_fp16_release_loads_as_float32(pipe, tmp_path):
     (dict(cfg_scale=0.5), "cfg_scale must be a number >= 1"),
     (dict(top_p=0.0, sampler="sample"), "top_p must be"),
     (dict(top_p=1.5, sampler="sample"), "top_p must be"),
-    (dict(top_k=0, sampler="sample"), "top_k must be"),
+    (dict(top_k=-1, sampler="sample"), "top_k must be"),
     (dict(temperature=-1.0, sampler="sample"), "temperature must be"),
     (dict(num_images=0), "num_images must be"),
     (dict(sampler="nucleus"), "sampler must be one of"),

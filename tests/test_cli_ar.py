@@ -15,6 +15,7 @@ from vq.config import VQConfig
 from vq.model import VQModel
 
 from .conftest import needs_tesseract
+from .test_ar import pipe, tokenizer  # noqa: F401  (fixtures)
 from .test_cli import run
 
 CAPTIONS = ["a red circle", "the word CAT in blue at the bottom", "three green triangles", "a blue square"]
@@ -135,7 +136,7 @@ BAD = [
     (["generate", "a red circle", "--out", "{tmp}/x.png", "--cfg-scale", "0.5"], "number >= 1, got '0.5'"),
     (["generate", "a red circle", "--out", "{tmp}/x.png", "--top-p", "0"], "number in (0, 1], got '0'"),
     (["generate", "a red circle", "--out", "{tmp}/x.png", "--top-p", "1.5"], "number in (0, 1], got '1.5'"),
-    (["generate", "a red circle", "--out", "{tmp}/x.png", "--top-k", "0"], "integer >= 1, got 0"),
+    (["generate", "a red circle", "--out", "{tmp}/x.png", "--top-k", "-1"], "integer >= 0, got -1"),
     (["generate", "a red circle", "--out", "{tmp}/x.png", "--temperature", "-1"], "number >= 0, got '-1'"),
     (["generate", "a red circle", "--out", "{tmp}/x.png", "--num-images", "0"], "integer >= 1, got 0"),
     (["generate", "a red circle", "--out", "{tmp}/x.png", "--sampler", "nucleus"], "invalid choice: 'nucleus'"),
@@ -207,6 +208,61 @@ def test_bad_arguments_give_one_line_exit_2_and_no_file(capsys, checkpoint, tmp_
     assert named.format(tmp=tmp_path) in stderr, stderr
     assert stderr.count("\n") == 1 and "Traceback" not in stderr and stderr.startswith("t2i")
     assert set(tmp_path.rglob("*")) == before
+
+
+@pytest.fixture(scope="module")
+def long_caption_checkpoint(pipe, tmp_path_factory):  # noqa: F811  (test_ar's: 32 caption tokens fit every prompt)
+    folder = tmp_path_factory.mktemp("eval-ar") / "pipe"
+    pipe.save_pretrained(folder)
+    return folder
+
+
+def test_eval_ar_reports_position_sensitivity(capsys, long_caption_checkpoint, tmp_path):
+    code, stdout, _ = run(capsys, "eval", "ar", "--checkpoint", str(long_caption_checkpoint), "--num-scenes", "4",
+                          "--prompts-per-category", "0", "--out", str(tmp_path / "e.json"), "--quiet")
+    assert code == 0
+    report = json.loads((tmp_path / "e.json").read_text())
+    assert report == json.loads(stdout)
+    ps = report["position_sensitivity"]
+    assert ps["num_scenes"] == 4 and ps["chance_top1"] == round(1 / 9, 4) and 0 <= ps["true_position_top1"] <= 1
+    assert ps["gap_ci95"][0] <= ps["mean_gap_nats"] <= ps["gap_ci95"][1] and "judge" not in report
+
+
+@needs_tesseract  # the judge reads the text categories' words
+def test_eval_ar_judges_every_category(capsys, long_caption_checkpoint):
+    code, stdout, _ = run(capsys, "eval", "ar", "--checkpoint", str(long_caption_checkpoint), "--num-scenes", "1",
+                          "--prompts-per-category", "1", "--sampler", "sample", "--top-k", "5", "--quiet")
+    assert code == 0
+    report = json.loads(stdout)
+    assert report["judge"]["num_images"] == 8 and len(report["judge"]["categories"]) == 8
+    assert report["sampling"]["sampler"] == "sample" and report["sampling"]["top_k"] == 5
+
+
+def test_position_variants_change_only_the_position():
+    from tools.ar_eval import position_variants
+    from tools.world import caption as scene_caption
+
+    for i in range(5):
+        scene, captions, truth = position_variants(0, i)
+        assert captions[truth] == scene_caption(scene) and len(set(captions)) == 9
+        words = [c.split() for c in captions]
+        # Same words up to the position phrase at the end.
+        assert all(w[:5] == words[truth][:5] or w[:4] == words[truth][:4] for w in words)
+
+
+def test_bench_train_compares_presets(capsys, tmp_path):
+    small = {"model": {"max_caption_tokens": 8, "dim": 32, "n_layers": 2, "n_heads": 4, "n_kv_heads": 2},
+             "train": {"batch_size": 4, "text_vocab_size": 64}}
+    (tmp_path / "a.json").write_text(json.dumps(small))
+    small["model"]["image_layout"] = "row_start"
+    (tmp_path / "b.json").write_text(json.dumps(small))
+    code, stdout, _ = run(capsys, "bench", "train", str(tmp_path / "a.json"), str(tmp_path / "b.json"),
+                          "--steps", "1", "--rounds", "1", "--grid-size", "4", "--codebook-size", "16")
+    assert code == 0
+    report = json.loads(stdout)
+    a, b = report["results"]["a"], report["results"]["b"]
+    assert (a["sequence_tokens"], b["sequence_tokens"]) == (8 + 1 + 16 + 1, 8 + 1 + 20 + 1)
+    assert report["step_time_ratio_vs_first"]["a"] == 1.0 and b["s_per_step"] > 0
 
 
 @needs_tesseract  # it scores 'the word CAT'

@@ -285,6 +285,20 @@ def cmd_bench_decode(args) -> None:
                              hf=not args.no_transformers, dtype=dtype))
 
 
+def cmd_bench_train(args) -> None:
+    from tools.bench_train import bench_train
+
+    for name in args.presets:
+        _check_preset_file(name)
+    bf16 = {"preset": None, "both": [False, True], "float32": [False], "bfloat16": [True]}[args.dtype]
+    try:
+        report = bench_train(args.presets, steps=args.steps, rounds=args.rounds, codebook_size=args.codebook_size,
+                             grid_size=args.grid_size, bf16=bf16)
+    except ValueError as e:
+        raise UsageError(f"--presets: {e}") from None
+    _print_json(report)
+
+
 def cmd_train_vq(args) -> None:
     from tools.shards import read_split
     from vq.config import VQPreset
@@ -311,6 +325,20 @@ def cmd_eval_vq(args) -> None:
     report, grid = evaluate_vq(model, args.num, seed=args.seed, workers=args.workers,
                                max_word_len=4 if model.config.image_size < 128 else 6)
     _write_evaluation(report, grid, args.grid or Path("vq_reconstructions.png"), args.out, "comparison_grid")
+
+
+def cmd_eval_ar(args) -> None:
+    from tools.ar_eval import evaluate_ar
+
+    pipe = _pipeline(args.checkpoint)
+    pipe.set_progress_bar_config(disable=True)
+    report = evaluate_ar(pipe, args.num_scenes, args.prompts_per_category, seed=args.seed,
+                         progress=not args.quiet, **_sampling_kwargs(args, pipe))
+    if args.out:
+        from vq.atomic import write_text
+
+        write_text(args.out, json.dumps(report, indent=2))
+    _print_json(report)
 
 
 def _write_evaluation(report: dict, grid, grid_path: Path, json_path: Path | None, grid_key: str) -> None:
@@ -398,7 +426,7 @@ def _mode_pipeline(args):
                       "refine_strength": args.refine_strength}
     from hybrid.pipeline import DiffusionBaselinePipeline
 
-    if args.sampler != "greedy" or args.cfg_schedule != "constant" or args.cfg_interval is not None \
+    if args.sampler is not None or args.cfg_schedule != "constant" or args.cfg_interval is not None \
             or args.negative_prompt is not None:
         raise UsageError("--mode diffusion samples with DPM-Solver++ (--steps, --cfg-scale); --sampler, "
                          "--cfg-schedule, --cfg-interval and --negative-prompt are for --mode ar and hybrid")
@@ -535,6 +563,8 @@ def cmd_compare(args) -> None:
 def cmd_release(args) -> None:
     import torch
 
+    from ar_model.pipeline import check_generation_defaults
+
     from vq.atomic import write_text
 
     pipe = _pipeline(args.checkpoint)
@@ -547,8 +577,10 @@ def cmd_release(args) -> None:
         from hybrid.baseline import DiffusionBaseline
 
         extra["baseline"] = DiffusionBaseline.from_pretrained(args.diffusion)
-    if args.default_cfg_scale is not None:
-        pipe.default_cfg_scale = args.default_cfg_scale
+    chosen = {key: getattr(args, f"default_{key}") for key in ("sampler", "temperature", "top_k", "top_p", "cfg_scale")}
+    chosen = {k: (None if k == "top_k" and v == 0 else v) for k, v in chosen.items()
+              if getattr(args, f"default_{k}") is not None}  # --default-top-k 0: no top-k
+    pipe.generation_defaults = check_generation_defaults({**pipe.generation_defaults, **chosen})
     pipe.save_pretrained(args.out, dtype=torch.float16)
     runs = {"ar": args.checkpoint.parent, **{name: Path(getattr(args, "refiner" if name == "refiner" else
                                                                 "diffusion")).parent for name in extra}}
@@ -588,15 +620,19 @@ def _checkpoint_argument(p: argparse.ArgumentParser) -> None:
 
 def _add_sampling_arguments(p: argparse.ArgumentParser) -> None:
     _checkpoint_argument(p)
-    p.add_argument("--sampler", choices=("greedy", "sample", "beam"), default="greedy",
+    p.add_argument("--sampler", choices=("greedy", "sample", "beam"),
                    help="greedy: most likely token each step; sample: draw from the distribution; beam: keep the "
-                        "--beam-width best sequences by guided log-probability (default: greedy)")
+                        "--beam-width best sequences by guided log-probability (default: the checkpoint's, its "
+                        "best measured setting, recorded in pipeline.json)")
     p.add_argument("--beam-width", type=_int_at_least(1), default=4, help="with --sampler beam (default: 4)")
-    p.add_argument("--temperature", type=_float_in("temperature", 0, None), default=1.0,
-                   help="with --sampler sample: softmax temperature, >= 0 (default: 1.0)")
-    p.add_argument("--top-k", type=_int_at_least(1), help="with --sampler sample: keep the k most likely tokens")
+    p.add_argument("--temperature", type=_float_in("temperature", 0, None),
+                   help="with --sampler sample: softmax temperature, >= 0 (default: the checkpoint's)")
+    p.add_argument("--top-k", type=_int_at_least(0),
+                   help="with --sampler sample: keep the k most likely tokens; 0 keeps all (default: the "
+                        "checkpoint's)")
     p.add_argument("--top-p", type=_float_in("top-p", 0, 1, open_low=True),
-                   help="with --sampler sample: keep the smallest set of tokens holding this probability, in (0, 1]")
+                   help="with --sampler sample: keep the smallest set of tokens holding this probability, in (0, 1]; "
+                        "1 keeps all (default: the checkpoint's)")
     p.add_argument("--cfg-scale", type=_float_in("cfg-scale", 1, None), default=None,
                    help="classifier-free guidance scale, >= 1; 1 turns it off (default: the checkpoint's)")
     p.add_argument("--cfg-schedule", choices=("constant", "linear"), default="constant",
@@ -607,10 +643,11 @@ def _add_sampling_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _sampling_kwargs(args, pipe) -> dict:
+    """The sampling flags as pipeline arguments; a flag not given is None, which the pipeline resolves to the
+    checkpoint's default (pipe.generation_defaults)."""
     return dict(sampler=args.sampler, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                cfg_scale=args.cfg_scale if args.cfg_scale is not None else pipe.default_cfg_scale,
-                cfg_schedule=args.cfg_schedule, cfg_interval=args.cfg_interval,
-                beam_width=args.beam_width if args.sampler == "beam" else 1, negative_prompt=args.negative_prompt)
+                cfg_scale=args.cfg_scale, cfg_schedule=args.cfg_schedule, cfg_interval=args.cfg_interval,
+                beam_width=args.beam_width, negative_prompt=args.negative_prompt)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -727,6 +764,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="original | reconstruction grid (default: ./vq_reconstructions.png)")
     p.set_defaults(func=cmd_eval_vq)
 
+    p = eval_sub.add_parser("ar", help="how well the decoder follows its prompt (quick proxy)",
+                            description="Position sensitivity, teacher-forced: on NUM_SCENES fresh single-object "
+                                        "scenes, the log-likelihood gap (nats) between the true caption and the "
+                                        "same caption with another position, and how often the true position is "
+                                        "the most likely of the 9 (chance 1/9). Then the judge's pass rate per "
+                                        "category on PROMPTS_PER_CATEGORY generated prompts of each category "
+                                        "(0 skips it), with the sampling flags given. Prints JSON.")
+    _add_sampling_arguments(p)
+    p.add_argument("--num-scenes", type=_int_at_least(1), default=200, help="position scenes (default: 200)")
+    p.add_argument("--prompts-per-category", type=_int_at_least(0), default=10,
+                   help="judged prompts per category (default: 10, i.e. 80 prompts)")
+    p.add_argument("--seed", type=int, default=0, help="scene, prompt and sampling seed (default: 0)")
+    p.add_argument("--out", type=_output_file(".json"), help="also write the JSON here")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_eval_ar)
+
     p = eval_sub.add_parser("refiner", help="PSNR and sharpness of refined VQ reconstructions, per setting",
                             description="Render NUM fresh scenes, encode and decode them with the VQ tokenizer, "
                                         "then refine the decodings with every --steps x --strengths setting. "
@@ -838,6 +891,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--diffusion", type=_existing_dir, help="baseline model folder to include (t2i train diffusion)")
     p.add_argument("--default-cfg-scale", type=_float_in("default-cfg-scale", 1, None),
                    help="guidance scale the release uses when a call gives none (default: the checkpoint's)")
+    p.add_argument("--default-sampler", choices=("greedy", "sample", "beam"),
+                   help="sampler the release uses when a call gives none (default: the checkpoint's)")
+    p.add_argument("--default-temperature", type=_float_in("default-temperature", 0, None),
+                   help="temperature the release uses when a call gives none (default: the checkpoint's)")
+    p.add_argument("--default-top-k", type=_int_at_least(0),
+                   help="top-k the release uses when a call gives none; 0: no top-k (default: the checkpoint's)")
+    p.add_argument("--default-top-p", type=_float_in("default-top-p", 0, 1, open_low=True),
+                   help="top-p the release uses when a call gives none (default: the checkpoint's)")
     p.add_argument("--out", type=Path, required=True, help="output folder, e.g. checkpoints/tiny")
     p.set_defaults(func=cmd_release)
 
@@ -862,6 +923,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile variants")
     p.add_argument("--no-transformers", action="store_true", help="skip transformers.generate")
     p.set_defaults(func=cmd_bench_decode)
+    p = bench_sub.add_parser("train", help="seconds per AR training step of each preset, side by side",
+                             description="Time forward + backward + AdamW steps of each AR preset (a name in "
+                                         "configs/ar or a JSON file) on random sequences of its shape, the "
+                                         "variants taking turns: seconds per step, images per hour, and the "
+                                         "ratio to the first. What equal-compute ablations are sized by.")
+    p.add_argument("presets", nargs="+", help="AR presets: names (tiny) or JSON files")
+    p.add_argument("--steps", type=_int_at_least(1), default=3, help="steps per variant per round (default: 3)")
+    p.add_argument("--rounds", type=_int_at_least(1), default=2, help="rounds (default: 2)")
+    p.add_argument("--dtype", choices=("preset", "both", "float32", "bfloat16"), default="preset",
+                   help="autocast of the matrix products: each preset's bf16 setting, both, or one for all "
+                        "(default: preset)")
+    p.add_argument("--codebook-size", type=_int_at_least(2), default=512, help="VQ codes (default: 512)")
+    p.add_argument("--grid-size", type=_int_at_least(1), default=16, help="tokens per side (default: 16)")
+    p.set_defaults(func=cmd_bench_train)
     return parser
 
 
