@@ -230,3 +230,35 @@ def test_image_only_loss_reads_the_codes_alone_and_z_loss_adds_its_term():
     with_z, fields = sequence_loss(c, ARTrainConfig(z_loss=0.01), logits, seq)
     torch.testing.assert_close(with_z - full, torch.tensor(0.01 * fields["z"]))
     torch.testing.assert_close(torch.tensor(fields["z"]), after_boi.logsumexp(-1).pow(2).mean())
+
+
+def test_the_readme_export_recipe_reproduces_our_greedy_codes(tmp_path):
+    """The README's plain-transformers recipe, run as written (paths swapped) on a row_start export."""
+    pytest.importorskip("transformers")
+    from pathlib import Path
+
+    from ar_model.pipeline import TextToImage
+    from ar_model.text_tokenizer import CaptionTokenizer
+    from vq.config import VQConfig
+    from vq.model import VQModel
+
+    torch.manual_seed(0)
+    tokenizer = CaptionTokenizer.train(["a red circle", "the word CAT at the top", "two blue squares"] * 20,
+                                       vocab_size=300, max_tokens=16)
+    vq = VQModel(VQConfig(image_size=16, base_channels=8, channel_mult=(1, 2, 2), latent_dim=8, codebook_size=32,
+                          codebook_dim=4, kmeans_init=False)).eval()
+    m = decoder("row_start", text_vocab_size=tokenizer.vocab_size, codebook_size=32, grid_size=4,
+                max_caption_tokens=16)
+    TextToImage(vq, tokenizer, m).save_pretrained(tmp_path / "pipe")
+    export_llama(m, tmp_path / "export", tmp_path / "pipe" / "caption_tokenizer")
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    code = readme[readme.index("import json, torch\nfrom transformers"):]
+    code = code[:code.index("```")]
+    code = (code.replace('"checkpoints/tiny"', repr(str(tmp_path / "pipe")))
+            .replace('"export/t2i_layout.json"', repr(str(tmp_path / "export" / "t2i_layout.json")))
+            .replace('from_pretrained("export")', f'from_pretrained({str(tmp_path / "export")!r})'))
+    namespace: dict = {}
+    exec(code, namespace)  # noqa: S102  (our own README)
+    ours = generate(m, caption_prefixes(m.config, [tokenizer.encode("a red circle")]), SamplingConfig("greedy"))
+    assert torch.equal(namespace["codes"], ours[0])
+    assert namespace["image"].shape == (1, 3, 16, 16)
