@@ -66,6 +66,20 @@ def _prefixes(config, caption_ids: torch.Tensor) -> torch.Tensor:
     return caption_prefixes(config, [row[row >= 0].tolist() for row in caption_ids])
 
 
+def training_model(config, cfg) -> tuple[ARDecoder, torch.optim.Optimizer]:
+    """A fresh decoder set up as ``cfg`` trains it (dropout, head init) and its AdamW optimizer."""
+    model = ARDecoder(config)
+    model.dropout = cfg.dropout
+    if cfg.zero_init_head:
+        torch.nn.init.zeros_(model.lm_head.weight)
+    # No weight decay on norms and embeddings (nanoGPT's grouping: decay only matrices that multiply).
+    decay = [p for n, p in model.named_parameters() if p.ndim == 2 and "embed" not in n]
+    rest = [p for n, p in model.named_parameters() if not (p.ndim == 2 and "embed" not in n)]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                   {"params": rest, "weight_decay": 0.0}], lr=cfg.lr, betas=cfg.betas)
+    return model, optimizer
+
+
 def sequence_loss(config, cfg, logits: torch.Tensor, seq: torch.Tensor) -> tuple[torch.Tensor, dict]:
     """Next-token loss on what follows BOI. logits (B, T - 1, V) of seq (B, T)."""
     logits, targets = logits[:, config.prefix_len - 1:].float(), seq[:, config.prefix_len:]
@@ -110,15 +124,7 @@ def train_ar(preset: ARPreset, vq_dir: str | Path, images: torch.Tensor, caption
     null = null_prefixes(config, 1)
 
     set_seed(cfg.seed)
-    model = ARDecoder(config)
-    model.dropout = cfg.dropout
-    if cfg.zero_init_head:
-        torch.nn.init.zeros_(model.lm_head.weight)
-    # No weight decay on norms and embeddings (nanoGPT's grouping: decay only matrices that multiply).
-    decay = [p for n, p in model.named_parameters() if p.ndim == 2 and "embed" not in n]
-    rest = [p for n, p in model.named_parameters() if not (p.ndim == 2 and "embed" not in n)]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                                   {"params": rest, "weight_decay": 0.0}], lr=cfg.lr, betas=cfg.betas)
+    model, optimizer = training_model(config, cfg)
     device = accelerator.device
     autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if cfg.bf16 else contextlib.nullcontext())
 

@@ -17,17 +17,15 @@ from pathlib import Path
 import torch
 
 from ar_model.config import ARPreset
-from ar_model.model import ARDecoder
-from ar_model.train import sequence_loss
+from ar_model.train import sequence_loss, training_model
 
 
 def _variant(preset: ARPreset, codebook_size: int, grid_size: int, bf16: bool):
     cfg = preset.train
     config = preset.model_config(cfg.text_vocab_size, codebook_size, grid_size)
     torch.manual_seed(0)
-    model = ARDecoder(config).train()
-    model.dropout = cfg.dropout
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    model, optimizer = training_model(config, cfg)
+    model.train()
     seq = torch.randint(config.image_offset, config.vocab_size, (cfg.batch_size, config.max_seq_len))
     autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
 

@@ -577,9 +577,9 @@ def cmd_release(args) -> None:
         from hybrid.baseline import DiffusionBaseline
 
         extra["baseline"] = DiffusionBaseline.from_pretrained(args.diffusion)
-    chosen = {key: getattr(args, f"default_{key}") for key in ("sampler", "temperature", "top_k", "top_p", "cfg_scale")}
-    chosen = {k: (None if k == "top_k" and v == 0 else v) for k, v in chosen.items()
-              if getattr(args, f"default_{k}") is not None}  # --default-top-k 0: no top-k
+    given = {key: getattr(args, f"default_{key}") for key in ("sampler", "temperature", "top_k", "top_p", "cfg_scale")}
+    chosen = {k: (None if k == "top_k" and v == 0 else v) for k, v in given.items()
+              if v is not None}  # --default-top-k 0: no top-k
     pipe.generation_defaults = check_generation_defaults({**pipe.generation_defaults, **chosen})
     pipe.save_pretrained(args.out, dtype=torch.float16)
     runs = {"ar": args.checkpoint.parent, **{name: Path(getattr(args, "refiner" if name == "refiner" else
