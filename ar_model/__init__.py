@@ -1,5 +1,5 @@
 """Text-conditioned autoregressive decoder over image tokens: caption tokenizer, Llama decoder, static KV cache,
-sampling with classifier-free guidance, training, and the ``TextToImage`` pipeline.
+sampling with classifier-free guidance, and the ``TextToImage`` pipeline (its trainer is ``tools.train.ar``).
 
 Names are imported on first use (PEP 562), as in ``vq``.
 """
@@ -7,7 +7,7 @@ Names are imported on first use (PEP 562), as in ``vq``.
 import importlib
 
 _EXPORTS = {
-    "ARConfig": ".config", "ARPreset": ".config", "ARTrainConfig": ".config",
+    "ARConfig": ".config",
     "ARDecoder": ".model", "KVCache": ".kv_cache", "CaptionTokenizer": ".text_tokenizer",
     "SamplingConfig": ".sampling", "generate": ".generate", "prefill": ".generate", "decode_one_token": ".generate",
     "TextToImage": ".pipeline", "TextToImageOutput": ".pipeline",

@@ -1,4 +1,4 @@
-"""Typed configs of the autoregressive decoder (``ARConfig``) and its training run (``ARTrainConfig``).
+"""The typed config of the autoregressive decoder (``ARConfig``); its training run's is in ``tools.train.config``.
 
 One vocabulary holds everything the decoder reads or writes, so that it is a plain ``LlamaForCausalLM``:
 
@@ -19,11 +19,9 @@ followed by PADs.
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
-from vq.config import JSONConfig, TrainConfig, preset_parts, read_preset, require_positive_ints
+from vq.pretrained import JSONConfig, require_positive_ints
 
 SPECIAL_TOKENS = ("pad", "boi", "eoi", "null")
 IMAGE_LAYOUTS = ("plain", "row_end", "row_start", "rope_2d")
@@ -117,57 +115,3 @@ class ARConfig(JSONConfig):
     def max_seq_len(self) -> int:
         """Prompt, image part and EOI."""
         return self.prefix_len + self.image_part_len + 1
-
-
-@dataclass(frozen=True)
-class ARTrainConfig(TrainConfig):
-    weight_decay: float = 0.05
-    warmup_steps: int = 200
-    checkpoint_every: int = 100
-    num_train: int = 50000
-    caption_dropout: float = 0.1  # captions replaced by the null caption, for classifier-free guidance
-    text_vocab_size: int = 256  # sentencepiece vocabulary trained on the captions
-    bf16: bool = False  # autocast matmuls to bfloat16 (CUDA, or CPUs with AVX512-BF16/AMX)
-    # The loss on image codes only, each image position's softmax over the codebook only (Emu3, DALLE-pytorch);
-    # False: every token after BOI (codes, structural tokens, EOI) over the whole vocabulary.
-    image_only_loss: bool = False
-    z_loss: float = 0.0  # weight of mean(logsumexp(logits)^2) (Chameleon, Lumina-mGPT use 1e-5)
-    dropout: float = 0.0  # on token embeddings and on each residual branch (LlamaGen: 0.1); training only
-    zero_init_head: bool = False  # output head starts at zero: every code equally likely (LlamaGen)
-
-    def __post_init__(self):
-        super().__post_init__()
-        require_positive_ints(self, ("text_vocab_size",))
-        if not 0 <= self.caption_dropout < 1:
-            raise ValueError(f"caption_dropout must be in [0, 1), got {self.caption_dropout!r}")
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
-        if not self.z_loss >= 0:
-            raise ValueError(f"z_loss must be >= 0, got {self.z_loss!r}")
-
-
-@dataclass(frozen=True)
-class ARPreset:
-    """A decoder shape and its training run. ``text_vocab_size``, ``codebook_size`` and ``grid_size`` of the
-    model are filled in by the trainer from the caption tokenizer and the VQ tokenizer it is given."""
-
-    model: dict = field(default_factory=dict)
-    train: ARTrainConfig = field(default_factory=ARTrainConfig)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ARPreset":
-        model, train = preset_parts(d)
-        ARConfig.from_dict(model)  # validate the keys and values now, not after data preparation
-        return cls(model, ARTrainConfig.from_dict(train))
-
-    @classmethod
-    def from_json(cls, path: str | Path) -> "ARPreset":
-        return cls.from_dict(json.loads(Path(path).read_text()))
-
-    @classmethod
-    def from_name(cls, name: str) -> "ARPreset":
-        return cls.from_dict(read_preset("ar", name, "AR"))
-
-    def model_config(self, text_vocab_size: int, codebook_size: int, grid_size: int) -> ARConfig:
-        return ARConfig.from_dict({**self.model, "text_vocab_size": text_vocab_size, "codebook_size": codebook_size,
-                                   "grid_size": grid_size})

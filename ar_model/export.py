@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from vq.atomic import atomic_path, write_text
+from vq.pretrained import atomic_path, write_text
 
 from .config import ARConfig
 from .layout import image_layout

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vq.serialization import PretrainedMixin
+from vq.pretrained import PretrainedMixin
 
 from .config import ARConfig
 from .kv_cache import KVCache

@@ -19,9 +19,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from vq.atomic import write_text
 from vq.model import VQModel
-from vq.serialization import CheckpointError
+from vq.pretrained import CheckpointError, write_text
 
 from .beam import beam_search
 from .generate import decode_one_token, generate

@@ -17,8 +17,7 @@ from pathlib import Path
 
 import sentencepiece as spm
 
-from vq.atomic import atomic_path, write_text
-from vq.serialization import CheckpointError
+from vq.pretrained import CheckpointError, atomic_path, write_text
 
 MODEL_NAME = "spiece.model"
 CONFIG_NAME = "tokenizer_config.json"

@@ -1,6 +1,6 @@
 """Hybrid mode and the diffusion-only baseline, from ``diffusers`` parts: a refiner ``UNet2DModel`` conditioned on
 the VQ decoding of AR tokens, a caption-conditioned ``UNet2DConditionModel``, DPM-Solver++ sampling, their
-pipelines and trainer. Names are imported on first use (PEP 562), as in ``vq``."""
+pipelines (their trainer is ``tools.train.diffusion``). Names are imported on first use (PEP 562), as in ``vq``."""
 
 import importlib
 

@@ -13,7 +13,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from torch import nn
 
 from ar_model.sequence import pad_captions
-from vq.serialization import PretrainedMixin
+from vq.pretrained import PretrainedMixin
 
 from .config import BaselineConfig
 from .refiner import make_scheduler

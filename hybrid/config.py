@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vq.config import JSONConfig, require_positive_ints
+from vq.pretrained import JSONConfig, require_positive_ints
 
 PREDICTION_TYPES = ("epsilon", "v_prediction")
 REFINER_TARGETS = ("image", "residual")

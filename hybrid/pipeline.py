@@ -20,7 +20,7 @@ from ar_model.pipeline import (
 )
 from ar_model.sampling import check_cfg_scale
 from ar_model.text_tokenizer import CaptionTokenizer
-from vq.serialization import CheckpointError
+from vq.pretrained import CheckpointError
 
 from .baseline import DiffusionBaseline
 from .refiner import Refiner, check_refine_arguments, default_strength

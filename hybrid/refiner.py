@@ -16,7 +16,7 @@ from diffusers import DDPMScheduler, DPMSolverMultistepScheduler, UNet2DModel
 from diffusers.utils.torch_utils import randn_tensor
 from torch import nn
 
-from vq.serialization import PretrainedMixin
+from vq.pretrained import PretrainedMixin
 
 from .config import RefinerConfig
 

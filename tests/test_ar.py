@@ -5,17 +5,18 @@ import json
 import pytest
 import torch
 
-from ar_model.config import ARConfig, ARPreset
+from ar_model.config import ARConfig
 from ar_model.generate import generate
 from ar_model.model import ARDecoder
 from ar_model.pipeline import TextToImage
 from ar_model.sampling import SamplingConfig, filter_logits
 from ar_model.sequence import caption_prefixes, null_prefixes
 from ar_model.text_tokenizer import CaptionTokenizer, spell_words
-from ar_model.train import train_ar
+from tools.train.ar import train_ar
+from tools.train.config import ARPreset
 from vq.config import VQConfig
 from vq.model import VQModel
-from vq.serialization import CheckpointError
+from vq.pretrained import CheckpointError
 
 CAPTIONS = ["a red circle", "the word CAT in blue at the bottom", "three green triangles",
             "a small yellow diamond to the left of a large purple square", "the word DOG on a black background",

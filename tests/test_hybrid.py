@@ -3,13 +3,12 @@
 import pytest
 import torch
 
-from ar_model.config import ARPreset
 from hybrid.baseline import DiffusionBaseline
 from hybrid.config import BaselineConfig, RefinerConfig
 from hybrid.pipeline import DiffusionBaselinePipeline, HybridPipeline
 from hybrid.refiner import Refiner
-from hybrid.train import DiffusionPreset, train_diffusion
-from vq.config import VQPreset
+from tools.train.config import ARPreset, DiffusionPreset, VQPreset
+from tools.train.diffusion import train_diffusion
 
 from .test_ar import pipe, tokenizer  # noqa: F401  (fixtures)
 

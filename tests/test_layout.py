@@ -209,8 +209,8 @@ def test_bad_layout_is_a_clear_error():
 
 
 def test_image_only_loss_reads_the_codes_alone_and_z_loss_adds_its_term():
-    from ar_model.config import ARTrainConfig
-    from ar_model.train import sequence_loss
+    from tools.train.ar import sequence_loss
+    from tools.train.config import ARTrainConfig
 
     c = decoder("row_start").config
     torch.manual_seed(1)

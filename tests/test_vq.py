@@ -3,12 +3,13 @@ import json
 import pytest
 import torch
 
-from vq.config import VQConfig, VQPreset, VQTrainConfig
+from tools.codebook import codebook_stats
+from tools.train.config import VQPreset, VQTrainConfig
+from tools.train.loop import batch_indices
+from tools.train.vq import train_vq
+from vq.config import VQConfig
 from vq.model import VQModel
-from vq.serialization import CheckpointError
-from vq.stats import codebook_stats
-from vq.train import train_vq
-from vq.training import batch_indices
+from vq.pretrained import CheckpointError
 
 TINY = dict(image_size=16, base_channels=8, channel_mult=(1, 2, 2), latent_dim=16, codebook_size=64,
             codebook_dim=4, kmeans_init=False)

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import torch
 
-from ar_model.config import ARPreset
-from ar_model.train import sequence_loss, training_model
+from tools.train.ar import sequence_loss, training_model
+from tools.train.config import ARPreset
 
 
 def _variant(preset: ARPreset, codebook_size: int, grid_size: int, bf16: bool):

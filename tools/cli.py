@@ -15,7 +15,6 @@ from pathlib import Path
 from tools.world.config import PRESETS
 from tools.world.vocab import CATEGORIES
 
-
 # The checkpoint that ships in the repository (next to the packages, so it is found from a source checkout).
 DEFAULT_CHECKPOINT = str(Path(__file__).resolve().parent.parent / "checkpoints" / "tiny")
 
@@ -111,7 +110,7 @@ def cmd_render(args) -> None:
     from tools.judge.verdict import score
     from tools.world import layout, parse_caption, render
     from tools.world.config import WorldConfig
-    from vq.atomic import atomic_path
+    from vq.pretrained import atomic_path
 
     size = args.size or WorldConfig.from_preset(args.preset).image_size
     scene = layout(parse_caption(args.caption), random.Random(args.seed))
@@ -162,7 +161,7 @@ def cmd_score(args) -> None:
         report = validate(args.num, args.size, max_word_len, seed=args.seed, workers=args.workers)
         _print_json(report)
         if args.out:
-            from vq.atomic import write_text
+            from vq.pretrained import write_text
 
             write_text(args.out, json.dumps(report, indent=2))
         return
@@ -178,7 +177,7 @@ def _score_images(args) -> None:
 
     from tools.judge.report import failure_grid, summarize
     from tools.judge.verdict import score
-    from vq.atomic import atomic_path, write_text
+    from vq.pretrained import atomic_path, write_text
 
     prompts = _read_prompts(args.prompts)
     files = sorted(p for p in args.images.iterdir() if p.suffix.lower() == ".png")
@@ -218,12 +217,9 @@ def cmd_bench_data(args) -> None:
 
 def cmd_train_diffusion(args) -> None:
     """``t2i train refiner`` and ``t2i train diffusion``."""
-    import torch
-    from safetensors.torch import load_file, save_file
-
-    from hybrid.train import DiffusionPreset, train_diffusion
     from tools.shards import read_split
-    from vq.atomic import atomic_path
+    from tools.train.config import DiffusionPreset
+    from tools.train.diffusion import baseline_conditions, refiner_conditions, train_diffusion
 
     kind = args.train_command  # "refiner" or "diffusion"
     _check_preset_file(args.preset)
@@ -237,35 +233,17 @@ def cmd_train_diffusion(args) -> None:
         if vq.config.image_size != images.shape[-1]:
             raise UsageError(f"--vq: the tokenizer takes {vq.config.image_size} px images but --data holds "
                              f"{images.shape[-1]} px")
-        cache = args.out / "conditions.safetensors"
-        conditions = load_file(str(cache))["conditions"] if cache.exists() else None
-        if conditions is None or len(conditions) != len(images):
-            # the VQ reconstructions the refiner learns to improve, made once per run folder
-            from tqdm.auto import tqdm
-
-            parts = []
-            with torch.no_grad():
-                for start in tqdm(range(0, len(images), 256), desc="VQ reconstructions"):
-                    x = images[start:start + 256].float() / 255
-                    parts.append((vq.decode_ids(vq.encode(x)) * 255).round().to(torch.uint8))
-            conditions = torch.cat(parts).contiguous()  # the VQ decoder may hand back channels-last tensors
-            args.out.mkdir(parents=True, exist_ok=True)
-            with atomic_path(cache) as tmp:
-                save_file({"conditions": conditions}, str(tmp))
+        conditions = refiner_conditions(vq, images, args.out)
     else:
         from ar_model.text_tokenizer import CaptionTokenizer
 
         tokenizer = CaptionTokenizer.from_pretrained(args.tokenizer)
         overrides = {"text_vocab_size": tokenizer.vocab_size}
         length = preset.model.get("max_caption_tokens", 32)
-        from ar_model.sequence import pad_captions
-
         try:
-            conditions = pad_captions([tokenizer.encode(c) for c in captions], length, tokenizer.vocab_size)
+            conditions = baseline_conditions(tokenizer, captions, length, args.out)
         except ValueError as e:
             raise UsageError(f"--preset: training {e} (max_caption_tokens {length})") from None
-        args.out.mkdir(parents=True, exist_ok=True)
-        tokenizer.save_pretrained(args.out / "caption_tokenizer")
     model_dir = train_diffusion(preset, overrides, images, conditions, args.out, max_minutes=args.max_minutes,
                                 resume=args.resume)
     _print_json({"model": str(model_dir)})
@@ -301,8 +279,8 @@ def cmd_bench_train(args) -> None:
 
 def cmd_train_vq(args) -> None:
     from tools.shards import read_split
-    from vq.config import VQPreset
-    from vq.train import train_vq
+    from tools.train.config import VQPreset
+    from tools.train.vq import train_vq
 
     preset = _load_preset(VQPreset, args.preset)
     images, _ = read_split(args.data, "train", preset.train.num_train)
@@ -314,9 +292,8 @@ def cmd_train_vq(args) -> None:
 
 
 def cmd_eval_vq(args) -> None:
-    from vq.model import VQModel
-
     from tools.vq_eval import evaluate_vq
+    from vq.model import VQModel
 
     model = VQModel.from_pretrained(args.checkpoint)
     if args.size is not None and args.size != model.config.image_size:
@@ -335,7 +312,7 @@ def cmd_eval_ar(args) -> None:
     report = evaluate_ar(pipe, args.num_scenes, args.prompts_per_category, seed=args.seed,
                          progress=not args.quiet, **_sampling_kwargs(args, pipe))
     if args.out:
-        from vq.atomic import write_text
+        from vq.pretrained import write_text
 
         write_text(args.out, json.dumps(report, indent=2))
     _print_json(report)
@@ -343,7 +320,7 @@ def cmd_eval_ar(args) -> None:
 
 def _write_evaluation(report: dict, grid, grid_path: Path, json_path: Path | None, grid_key: str) -> None:
     """Save the grid PNG and (if asked) the JSON report, atomically; print the report."""
-    from vq.atomic import atomic_path, write_text
+    from vq.pretrained import atomic_path, write_text
 
     with atomic_path(grid_path) as tmp:
         grid.save(tmp, format="PNG")
@@ -386,9 +363,9 @@ def _load_preset(cls, name: str):
 
 
 def cmd_train_ar(args) -> None:
-    from ar_model.config import ARPreset
-    from ar_model.train import train_ar
     from tools.shards import read_split
+    from tools.train.ar import train_ar
+    from tools.train.config import ARPreset
 
     preset = _load_preset(ARPreset, args.preset)
     for name in ("config.json", "model.safetensors"):
@@ -437,7 +414,7 @@ def _mode_pipeline(args):
 
 def cmd_generate(args) -> None:
     from tools.grid import image_grid
-    from vq.atomic import atomic_path
+    from vq.pretrained import atomic_path
 
     if (args.prompt is None) == (args.prompts is None):
         raise UsageError("give either PROMPT or --prompts FILE (not both)")
@@ -492,7 +469,7 @@ def _read_image(path: Path):
 
 
 def cmd_edit(args) -> None:
-    from vq.atomic import atomic_path
+    from vq.pretrained import atomic_path
 
     pipe = _pipeline(args.checkpoint)
     pipe.set_progress_bar_config(disable=args.quiet)
@@ -536,7 +513,7 @@ def cmd_export(args) -> None:
 
 def cmd_compare(args) -> None:
     from tools.compare import MODES, compare, table
-    from vq.atomic import atomic_path, write_text
+    from vq.pretrained import atomic_path, write_text
 
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     unknown = [m for m in modes if m not in MODES]
@@ -564,8 +541,7 @@ def cmd_release(args) -> None:
     import torch
 
     from ar_model.pipeline import check_generation_defaults
-
-    from vq.atomic import write_text
+    from vq.pretrained import write_text
 
     pipe = _pipeline(args.checkpoint)
     extra = {}  # the diffusion models that join the release, checked before anything is written

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from tools.world import SamplingOptions, caption, render, sample_scene
 from tools.world.config import WorldConfig
-from vq.atomic import atomic_path, write_text
+from vq.pretrained import atomic_path, write_text
 
 SPLITS = ("train", "heldout")  # heldout: scenes whose words come from the held-out word list
 

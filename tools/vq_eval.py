@@ -11,11 +11,11 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
+from tools.codebook import code_histogram, codebook_stats
 from tools.judge.verdict import score
 from tools.shards import scene_seed
 from tools.world import CATEGORIES, SamplingOptions, caption, render, sample_scene
 from vq.model import VQModel
-from vq.stats import code_histogram, codebook_stats
 
 
 def _judge(pair: tuple[np.ndarray, str]) -> bool:

@@ -1,14 +1,14 @@
 """VQ image tokenizer: convolutional encoder and decoder around a vector-quantize-pytorch quantizer.
 
-Names are imported on first use (PEP 562), so ``vq.atomic``, which every package uses for file writes, does
-not pull in torch.
+``vq.pretrained`` holds what every model of the project needs (atomic writes, the JSON config base,
+``save_pretrained`` / ``from_pretrained``). Names are imported on first use (PEP 562).
 """
 
 import importlib
 
 _EXPORTS = {
-    "VQConfig": ".config", "VQPreset": ".config", "VQTrainConfig": ".config",
-    "VQModel": ".model", "VQOutput": ".model", "CheckpointError": ".serialization",
+    "VQConfig": ".config",
+    "VQModel": ".model", "VQOutput": ".model", "CheckpointError": ".pretrained",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -10,8 +10,8 @@ from torch import nn
 from .config import VQConfig
 from .decoder import Decoder
 from .encoder import Encoder
+from .pretrained import PretrainedMixin
 from .quantizer import Quantizer
-from .serialization import PretrainedMixin
 
 
 @dataclass

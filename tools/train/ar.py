@@ -18,15 +18,15 @@ from accelerate.utils import set_seed
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from vq.atomic import atomic_path
+from ar_model.model import ARDecoder
+from ar_model.pipeline import TextToImage
+from ar_model.sequence import caption_prefixes, null_prefixes, training_sequences
+from ar_model.text_tokenizer import CaptionTokenizer
 from vq.model import VQModel
-from vq.training import batch_indices, open_run, step_generator, train_loop
+from vq.pretrained import atomic_path
 
 from .config import ARPreset
-from .model import ARDecoder
-from .pipeline import TextToImage
-from .sequence import caption_prefixes, null_prefixes, training_sequences
-from .text_tokenizer import CaptionTokenizer
+from .loop import batch_indices, open_run, step_generator, train_loop
 
 TOKENS_NAME = "tokens.safetensors"
 

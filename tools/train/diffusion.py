@@ -10,60 +10,59 @@ reconstruction of the image; the baseline's is the caption (dropped to the null 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from accelerate.utils import set_seed
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
 
-from vq.config import TrainConfig, preset_parts, read_preset
-from vq.training import batch_indices, open_run, step_generator, train_loop
+from ar_model.sequence import pad_captions
+from ar_model.text_tokenizer import CaptionTokenizer
+from hybrid.baseline import DiffusionBaseline
+from hybrid.config import BaselineConfig, RefinerConfig
+from hybrid.refiner import Refiner, diffusion_clean, diffusion_target, make_training_scheduler, residual_scale
+from vq.model import VQModel
+from vq.pretrained import atomic_path
 
-from .baseline import DiffusionBaseline
-from .config import BaselineConfig, RefinerConfig
-from .refiner import Refiner, diffusion_clean, diffusion_target, make_training_scheduler, residual_scale
-
-
-@dataclass(frozen=True)
-class DiffusionTrainConfig(TrainConfig):
-    betas: tuple[float, float] = (0.9, 0.99)
-    warmup_steps: int = 200
-    checkpoint_every: int = 100
-    num_train: int = 50000
-    caption_dropout: float = 0.1  # baseline only
-    # Train on the first fraction of the noise schedule only: the refiner starts from a partly noised image
-    # (refine_strength), so the high-noise steps a full-schedule model learns are never run.
-    timestep_fraction: float = 1.0
-
-    def __post_init__(self):
-        super().__post_init__()
-        if not 0 <= self.caption_dropout < 1:
-            raise ValueError(f"caption_dropout must be in [0, 1), got {self.caption_dropout!r}")
-        if not 0 < self.timestep_fraction <= 1:
-            raise ValueError(f"timestep_fraction must be in (0, 1], got {self.timestep_fraction!r}")
-
+from .config import DiffusionPreset
+from .loop import batch_indices, open_run, step_generator, train_loop
 
 MODELS = {"refiner": (Refiner, RefinerConfig), "diffusion": (DiffusionBaseline, BaselineConfig)}
 
 
-@dataclass(frozen=True)
-class DiffusionPreset:
-    kind: str
-    model: dict = field(default_factory=dict)  # the model config's fields (the baseline's vocabulary comes later)
-    train: DiffusionTrainConfig = field(default_factory=DiffusionTrainConfig)
+CONDITIONS_NAME = "conditions.safetensors"
 
-    @classmethod
-    def from_dict(cls, kind: str, d: dict) -> "DiffusionPreset":
-        model, train = preset_parts(d)
-        MODELS[kind][1].from_dict(model)  # validate now, not after data preparation
-        return cls(kind, model, DiffusionTrainConfig.from_dict(train))
 
-    @classmethod
-    def from_name(cls, kind: str, name: str) -> "DiffusionPreset":
-        if name.endswith(".json"):
-            return cls.from_dict(kind, json.loads(Path(name).read_text()))
-        return cls.from_dict(kind, read_preset(kind, name, kind))
+@torch.no_grad()
+def refiner_conditions(vq: VQModel, images: torch.Tensor, out_dir: str | Path, progress: bool = True) -> torch.Tensor:
+    """The VQ reconstructions (uint8 (N, 3, S, S)) the refiner learns to improve; made once per run folder and
+    kept in ``out_dir/conditions.safetensors``."""
+    cache = Path(out_dir) / CONDITIONS_NAME
+    if cache.exists():
+        conditions = load_file(str(cache))["conditions"]
+        if len(conditions) == len(images):
+            return conditions
+    parts = []
+    for start in tqdm(range(0, len(images), 256), desc="VQ reconstructions", disable=not progress):
+        x = images[start:start + 256].float() / 255
+        parts.append((vq.decode_ids(vq.encode(x)) * 255).round().to(torch.uint8))
+    conditions = torch.cat(parts).contiguous()  # the VQ decoder may hand back channels-last tensors
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(cache) as tmp:
+        save_file({"conditions": conditions}, str(tmp))
+    return conditions
+
+
+def baseline_conditions(tokenizer: CaptionTokenizer, captions: list[str], max_tokens: int,
+                        out_dir: str | Path) -> torch.Tensor:
+    """The baseline's captions as padded token ids (N, max_tokens); the tokenizer is saved beside the run so its
+    pipeline can be assembled from the folder. A caption over ``max_tokens`` pieces is a ValueError."""
+    conditions = pad_captions([tokenizer.encode(c) for c in captions], max_tokens, tokenizer.vocab_size)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    tokenizer.save_pretrained(Path(out_dir) / "caption_tokenizer")
+    return conditions
 
 
 def train_diffusion(preset: DiffusionPreset, model_overrides: dict, images: torch.Tensor,

@@ -4,8 +4,7 @@
 Resumable to the step: the batch at step ``t`` is a pure function of (seed, t) (a fresh permutation of the data
 each epoch), every other random draw of a step comes from a generator seeded by (seed, t), and the checkpoint
 holds model, optimizer and RNG state; so a run killed with SIGKILL and resumed continues with the same batches
-and the same losses as one that never stopped. This module lives in ``vq``, the lowest package, so that every
-trainer can use it.
+and the same losses as one that never stopped.
 """
 
 from __future__ import annotations
@@ -22,7 +21,8 @@ import torch
 from accelerate import Accelerator
 from tqdm.auto import tqdm
 
-from .atomic import write_text
+from vq.pretrained import write_text
+
 from .checkpoint import load_checkpoint, save_checkpoint
 
 logger = logging.getLogger(__name__)

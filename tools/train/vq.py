@@ -1,4 +1,9 @@
-"""Train the tokenizer (``t2i train vq``) with the shared loop of ``vq.training``."""
+"""Train the tokenizer (``t2i train vq``) with the shared loop of ``tools.train.loop``.
+
+The loss is L1 + L2 reconstruction plus the quantizer's commitment term. The codebook itself follows an
+exponential moving average of the encoder outputs assigned to it (with k-means initialisation and dead-code
+replacement), so it needs no gradient loss of its own; FSQ has no codebook to learn.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +11,22 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from accelerate.utils import set_seed
 
+from tools.codebook import code_histogram, codebook_stats
+from vq.model import VQModel
+
 from .config import VQPreset
-from .loss import vq_loss
-from .model import VQModel
-from .stats import code_histogram, codebook_stats
-from .training import batch_indices, open_run, train_loop
+from .loop import batch_indices, open_run, train_loop
+
+
+def vq_loss(recon: torch.Tensor, target: torch.Tensor, commit: torch.Tensor, l1_weight: float = 1.0,
+            l2_weight: float = 1.0) -> tuple[torch.Tensor, dict[str, float]]:
+    l1 = F.l1_loss(recon, target)
+    l2 = F.mse_loss(recon, target)
+    total = l1_weight * l1 + l2_weight * l2 + commit
+    return total, {"l1": l1.item(), "l2": l2.item(), "commit": commit.item()}
 
 
 def train_vq(preset: VQPreset, images: torch.Tensor, out_dir: str | Path, max_minutes: float | None = None,

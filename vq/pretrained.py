@@ -1,21 +1,82 @@
-"""``save_pretrained`` / ``from_pretrained`` for every model of the project: ``config.json`` + ``model.safetensors``.
+"""What every model of the project needs to be saved and loaded: atomic file writes, the JSON config base, and
+``save_pretrained`` / ``from_pretrained`` (``config.json`` + ``model.safetensors``).
 
-Loading is strict and each failure names the folder, the file and what was wrong: a missing folder or file, a
-config with unknown keys, a truncated weights file, or weights that do not fit the config.
+Writes are atomic (a temporary file beside the target, fsynced, then renamed over it), so a reader never sees a
+half-written file and a killed write leaves no file under the target name. Loading is strict and each failure
+names the folder, the file and what was wrong: a missing folder or file, a config with unknown keys, a truncated
+weights file, or weights that do not fit the config.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import os
+import tempfile
+from contextlib import contextmanager
+from dataclasses import asdict, fields
 from pathlib import Path
+from typing import Iterator
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 from torch import nn
 
-from .atomic import atomic_path, write_text
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path in the target's folder; on success it is fsynced and renamed to ``path``."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o644)  # mkstemp (and writers that recreate the file) leave 0600; make an ordinary file
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_bytes(path: str | Path, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text(path: str | Path, text: str) -> None:
+    write_bytes(path, text.encode("utf-8"))
+
+
+def require_positive_ints(config, names: tuple[str, ...]) -> None:
+    """Raise a ValueError naming the first of ``names`` that is not a positive integer on ``config``."""
+    for name in names:
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def dataclass_from_dict(cls, d: dict):
+    """``cls(**d)``, but an unknown key is an error that names it and the allowed keys."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} keys {unknown}; allowed: {sorted(known)}")
+    return cls(**d)
+
+
+class JSONConfig:
+    """``to_dict`` / ``from_dict`` for the frozen dataclass configs that are saved as JSON."""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        return dataclass_from_dict(cls, d)
+
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
