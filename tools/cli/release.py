@@ -1,0 +1,73 @@
+"""``t2i release``: a pipeline (and the diffusion models that join it) in float16, with its generation defaults
+and what each model cost to train."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tools.cli.args import existing_dir, float_in, int_at_least, load_pipeline, print_json
+
+
+def register(sub) -> None:
+    p = sub.add_parser("release", help="write a pipeline in fp16 for shipping",
+                       description="Copy a pipeline folder (VQ, caption tokenizer, decoder) with its weights "
+                                   "cast to float16; this is how checkpoints/tiny is made from a training run.")
+    p.add_argument("--checkpoint", type=existing_dir, required=True,
+                   help="pipeline folder, e.g. runs/ar-tiny/pipeline")
+    p.add_argument("--refiner", type=existing_dir, help="refiner model folder to include (t2i train refiner)")
+    p.add_argument("--diffusion", type=existing_dir, help="baseline model folder to include (t2i train diffusion)")
+    p.add_argument("--default-cfg-scale", type=float_in("default-cfg-scale", 1, None),
+                   help="guidance scale the release uses when a call gives none (default: the checkpoint's)")
+    p.add_argument("--default-sampler", choices=("greedy", "sample", "beam"),
+                   help="sampler the release uses when a call gives none (default: the checkpoint's)")
+    p.add_argument("--default-temperature", type=float_in("default-temperature", 0, None),
+                   help="temperature the release uses when a call gives none (default: the checkpoint's)")
+    p.add_argument("--default-top-k", type=int_at_least(0),
+                   help="top-k the release uses when a call gives none; 0: no top-k (default: the checkpoint's)")
+    p.add_argument("--default-top-p", type=float_in("default-top-p", 0, 1, open_low=True),
+                   help="top-p the release uses when a call gives none (default: the checkpoint's)")
+    p.add_argument("--out", type=Path, required=True, help="output folder, e.g. checkpoints/tiny")
+    p.set_defaults(func=cmd_release)
+
+
+def cmd_release(args) -> None:
+    import torch
+
+    from ar_model.pipeline import check_generation_defaults
+    from vq.pretrained import write_text
+
+    pipe = load_pipeline(args.checkpoint)
+    extra = {}  # the diffusion models that join the release, checked before anything is written
+    if args.refiner is not None:
+        from hybrid.refiner import Refiner
+
+        extra["refiner"] = Refiner.from_pretrained(args.refiner)
+    if args.diffusion is not None:
+        from hybrid.baseline import DiffusionBaseline
+
+        extra["baseline"] = DiffusionBaseline.from_pretrained(args.diffusion)
+    given = {key: getattr(args, f"default_{key}") for key in ("sampler", "temperature", "top_k", "top_p", "cfg_scale")}
+    chosen = {k: (None if k == "top_k" and v == 0 else v) for k, v in given.items()
+              if v is not None}  # --default-top-k 0: no top-k
+    pipe.generation_defaults = check_generation_defaults({**pipe.generation_defaults, **chosen})
+    pipe.save_pretrained(args.out, dtype=torch.float16)
+    runs = {"ar": args.checkpoint.parent, **{name: Path(getattr(args, "refiner" if name == "refiner" else
+                                                                "diffusion")).parent for name in extra}}
+    for name, model in extra.items():
+        model.save_pretrained(args.out / name, dtype=torch.float16)
+    # What each model cost to train, from its run folder, for `t2i compare`; re-releasing a release keeps the
+    # record it already has.
+    prior_file = args.checkpoint / "training.json"
+    prior = json.loads(prior_file.read_text()) if prior_file.is_file() else {}
+    training = {}
+    for name, run_dir in runs.items():
+        record = {}
+        for file, key in (("training.json", None), ("preset.json", "train")):
+            if (run_dir / file).is_file():
+                data = json.loads((run_dir / file).read_text())
+                record.update({"preset_train": data[key]} if key else data)
+        training[name] = record or prior.get(name)
+    write_text(args.out / "training.json", json.dumps(training, indent=2))
+    sizes = {str(p.relative_to(args.out)): p.stat().st_size for p in sorted(args.out.rglob("*")) if p.is_file()}
+    print_json({"release": str(args.out), "dtype": "float16", "bytes": sum(sizes.values()), "files": sizes})

@@ -1,0 +1,80 @@
+"""``t2i render``, ``t2i data make`` and ``t2i prompts``: the scene world itself, no model involved."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+from tools.cli.args import Parser, int_at_least, output_file, print_json
+from tools.world.config import PRESETS
+from tools.world.vocab import CATEGORIES
+
+
+def register(sub) -> None:
+    p = sub.add_parser("render", help="draw the scene a caption describes and judge it",
+                       description="Lay out and draw a scene for CAPTION (WORLD.md grammar), write it as a PNG, "
+                                   "and print the judge's verdict on it as JSON.")
+    p.add_argument("caption", help="e.g. 'the word CAT in blue at the bottom and a red circle at the top'")
+    p.add_argument("--out", required=True, type=output_file(".png"), help="PNG file to write (its folder must exist)")
+    p.add_argument("--preset", choices=PRESETS, default="tiny", help="canvas size from a preset (default: tiny, 64 px)")
+    p.add_argument("--size", type=int_at_least(48), help="canvas side in pixels; overrides --preset")
+    p.add_argument("--seed", type=int, default=0, help="seed for the unstated details (size, jitter, cells)")
+    p.set_defaults(func=cmd_render)
+
+    data = sub.add_parser("data", help="make data sets", description="Make data sets of rendered scenes.")
+    data_sub = data.add_subparsers(dest="data_command", required=True, parser_class=Parser, metavar="ACTION")
+    p = data_sub.add_parser("make", help="write scenes as webdataset tar shards",
+                            description="Write NUM scenes (png + caption txt + scene json) as webdataset shards "
+                                        "and a manifest SPLIT.json in OUT; every file is written atomically.")
+    p.add_argument("--preset", choices=PRESETS, default="tiny", help="image size and word length (default: tiny)")
+    p.add_argument("--num", type=int_at_least(1), required=True, help="number of scenes")
+    p.add_argument("--out", type=Path, required=True, help="output folder (created if missing)")
+    p.add_argument("--seed", type=int, default=0, help="data seed (default: 0)")
+    p.add_argument("--split", choices=("train", "heldout"), default="train",
+                   help="train: training words; heldout: the held-out words, never in training (default: train)")
+    p.add_argument("--shard-size", type=int_at_least(1), default=1000, help="scenes per shard (default: 1000)")
+    p.set_defaults(func=cmd_data_make)
+
+    p = sub.add_parser("prompts", help="print evaluation prompts",
+                       description="Print evaluation prompts, one per line, from seeds apart from training data.")
+    p.add_argument("--category", choices=CATEGORIES + ("all",), required=True,
+                   help="a WORLD.md category, or all (NUM prompts of each, in category order)")
+    p.add_argument("--num", type=int_at_least(1), required=True, help="prompts (per category with 'all')")
+    p.add_argument("--seed", type=int, default=0, help="prompt seed (default: 0)")
+    p.add_argument("--words", choices=("train", "heldout"), default="train", help="word list for text prompts")
+    p.add_argument("--preset", choices=PRESETS, default="tiny", help="longest word from a preset (default: tiny)")
+    p.set_defaults(func=cmd_prompts)
+
+
+def cmd_render(args) -> None:
+    from tools.judge.verdict import score
+    from tools.world import layout, parse_caption, render
+    from tools.world.config import WorldConfig
+    from vq.pretrained import atomic_path
+
+    size = args.size or WorldConfig.from_preset(args.preset).image_size
+    scene = layout(parse_caption(args.caption), random.Random(args.seed))
+    image = render(scene, size)
+    verdict = score(image, args.caption)  # before writing: a missing OCR engine leaves no file behind
+    with atomic_path(args.out) as tmp:
+        image.save(tmp, format="PNG")
+    print_json({"image": str(args.out), "size": size, **verdict.to_dict()})
+
+
+def cmd_data_make(args) -> None:
+    from tools.shards import make_shards
+    from tools.world.config import WorldConfig
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    manifest = make_shards(args.out, args.num, WorldConfig.from_preset(args.preset), seed=args.seed,
+                           split=args.split, shard_size=args.shard_size)
+    print_json({"manifest": str(manifest), **json.loads(manifest.read_text())})
+
+
+def cmd_prompts(args) -> None:
+    from tools.prompts import make_prompts
+    from tools.world.config import WorldConfig
+
+    for prompt in make_prompts(args.category, args.num, args.seed, args.words, WorldConfig.from_preset(args.preset)):
+        print(prompt)
