@@ -14,37 +14,16 @@ from ar_model.sequence import caption_prefixes, null_prefixes
 from ar_model.text_tokenizer import CaptionTokenizer, spell_words
 from tools.train.ar import train_ar
 from tools.train.config import ARPreset
-from vq.config import VQConfig
-from vq.model import VQModel
 from vq.pretrained import CheckpointError
 
-CAPTIONS = ["a red circle", "the word CAT in blue at the bottom", "three green triangles",
-            "a small yellow diamond to the left of a large purple square", "the word DOG on a black background",
-            "a blue square at the top left and a pink circle", "two orange diamonds on a gray background"]
-SMALL = dict(dim=32, n_layers=2, n_heads=4, n_kv_heads=2)
+from .conftest import CAPTIONS, SMALL
+
 
 
 def decoder(**overrides) -> ARDecoder:
     torch.manual_seed(0)
     cfg = dict(text_vocab_size=20, codebook_size=16, grid_size=3, max_caption_tokens=5, **SMALL)
     return ARDecoder(ARConfig(**{**cfg, **overrides})).eval()
-
-
-@pytest.fixture(scope="module")
-def tokenizer() -> CaptionTokenizer:
-    return CaptionTokenizer.train(CAPTIONS * 20, vocab_size=448, max_tokens=32)
-
-
-@pytest.fixture(scope="module")
-def pipe(tokenizer) -> TextToImage:
-    torch.manual_seed(0)
-    vq = VQModel(VQConfig(image_size=16, base_channels=8, channel_mult=(1, 2, 2), latent_dim=8, codebook_size=32,
-                          codebook_dim=4, kmeans_init=False)).eval()
-    dec = ARDecoder(ARConfig(text_vocab_size=tokenizer.vocab_size, codebook_size=32, grid_size=4,
-                             max_caption_tokens=32, **SMALL)).eval()
-    p = TextToImage(vq, tokenizer, dec)
-    p.set_progress_bar_config(disable=True)
-    return p
 
 
 # --- decoder and cache ---------------------------------------------------------------------------------------

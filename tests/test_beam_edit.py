@@ -12,7 +12,6 @@ from ar_model.model import ARDecoder
 from ar_model.sampling import SamplingConfig, guide
 from ar_model.sequence import caption_prefixes, null_prefixes
 
-from .test_ar import pipe, tokenizer  # noqa: F401  (fixtures)
 
 
 def decoder(**overrides) -> ARDecoder:
@@ -126,7 +125,7 @@ def test_linear_schedule_ramps_from_one():
     assert ramped[0, 0] == unguided[0, 0]  # scale 1 at the first token
 
 
-def test_negative_prompt_replaces_the_null_caption(pipe):  # noqa: F811
+def test_negative_prompt_replaces_the_null_caption(pipe):
     c, tok = pipe.decoder.config, pipe.caption_tokenizer
     prompts = caption_prefixes(c, [tok.encode("a red circle")])
     # Plain CFG is guidance against the null caption; a negative prompt takes exactly its place.
@@ -139,7 +138,7 @@ def test_negative_prompt_replaces_the_null_caption(pipe):  # noqa: F811
     assert not torch.equal(plain, negative)
 
 
-def test_complete_keeps_the_given_rows(pipe):  # noqa: F811
+def test_complete_keeps_the_given_rows(pipe):
     source = pipe("the word CAT", sampler="sample", generator=torch.Generator().manual_seed(0))
     image = source.images[0]
     ids = pipe._image_ids(image)
@@ -152,7 +151,7 @@ def test_complete_keeps_the_given_rows(pipe):  # noqa: F811
                                          generator=torch.Generator().manual_seed(1)).ids[0], ids)
 
 
-def test_regenerate_changes_no_token_outside_the_box(pipe):  # noqa: F811
+def test_regenerate_changes_no_token_outside_the_box(pipe):
     image = pipe("a blue square", sampler="sample", generator=torch.Generator().manual_seed(0)).images[0]
     ids = pipe._image_ids(image)
     box = (5, 0, 11, 7)  # 16 px image, 4 px cells: columns 1-2, rows 0-1
@@ -175,7 +174,7 @@ def test_regenerate_changes_no_token_outside_the_box(pipe):  # noqa: F811
     (lambda p, im: p.complete(im, keep_rows=1, prompt="a red circle", sampler="beam"), "does not edit"),
     (lambda p, im: p.complete(im, keep_rows=1, prompt="a red circle", colour="red"), "unknown arguments"),
 ])
-def test_editing_rejects_bad_arguments(pipe, call, match):  # noqa: F811
+def test_editing_rejects_bad_arguments(pipe, call, match):
     image = pipe("a red circle").images[0]
     with pytest.raises(ValueError, match=match):
         call(pipe, image)

@@ -3,6 +3,7 @@
 import json
 import shutil
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -15,7 +16,6 @@ from vq.config import VQConfig
 from vq.model import VQModel
 
 from .conftest import needs_tesseract
-from .test_ar import pipe, tokenizer  # noqa: F401  (fixtures)
 from .test_cli import run
 
 CAPTIONS = ["a red circle", "the word CAT in blue at the bottom", "three green triangles", "a blue square"]
@@ -126,7 +126,16 @@ def test_edit_and_export_commands(capsys, checkpoint, tmp_path):
     code, _, _ = run(capsys, "generate", "a red circle", "--out", str(tmp_path / "b.png"), "--checkpoint", ckpt,
                      "--sampler", "beam", "--beam-width", "3", "--cfg-scale", "2", "--cfg-interval", "5",
                      "--negative-prompt", "a blue square", "--quiet")
-    assert code == 0 and (tmp_path / "b.png").exists()
+    assert code == 0
+    # The file is the image the API makes with the same settings, and every one of them reached it.
+    api = TextToImage.from_pretrained(ckpt)
+    api.set_progress_bar_config(disable=True)
+    settings = dict(sampler="beam", beam_width=3, cfg_scale=2.0, cfg_interval=5)
+    out = api("a red circle", negative_prompt="a blue square", **settings)
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "b.png").convert("RGB")), np.asarray(out.images[0]))
+    assert not torch.equal(out.ids, api("a red circle", **settings).ids)  # the negative prompt changed the tokens
+    everywhere = api("a red circle", **{**settings, "cfg_interval": None}, negative_prompt="a blue square")
+    assert not torch.allclose(out.log_probs, everywhere.log_probs)  # and the interval changed the beam's scores
 
 
 BAD = [
@@ -211,7 +220,7 @@ def test_bad_arguments_give_one_line_exit_2_and_no_file(capsys, checkpoint, tmp_
 
 
 @pytest.fixture(scope="module")
-def long_caption_checkpoint(pipe, tmp_path_factory):  # noqa: F811  (test_ar's: 32 caption tokens fit every prompt)
+def long_caption_checkpoint(pipe, tmp_path_factory):  # conftest's pipe: 32 caption tokens fit every prompt
     folder = tmp_path_factory.mktemp("eval-ar") / "pipe"
     pipe.save_pretrained(folder)
     return folder

@@ -1,5 +1,7 @@
 """Refiner, diffusion baseline, their pipelines and trainer, on tiny diffusers UNets (seconds on a CPU)."""
 
+import json
+
 import pytest
 import torch
 
@@ -10,7 +12,6 @@ from hybrid.refiner import Refiner
 from tools.train.config import ARPreset, DiffusionPreset, VQPreset
 from tools.train.diffusion import train_diffusion
 
-from .test_ar import pipe, tokenizer  # noqa: F401  (fixtures)
 
 UNET = dict(image_size=16, block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4)
 
@@ -75,7 +76,7 @@ def test_baseline_runs_exactly_the_asked_steps(steps, cfg_scale, rows):
     assert calls == [rows] * steps  # guidance doubles the batch
 
 
-def test_hybrid_refine_steps_zero_returns_the_ar_image(pipe):  # noqa: F811
+def test_hybrid_refine_steps_zero_returns_the_ar_image(pipe):
     hybrid = HybridPipeline(pipe, refiner())
     ar = pipe("a red circle", sampler="sample", generator=torch.Generator().manual_seed(3))
     same = hybrid("a red circle", sampler="sample", refine_steps=0, generator=torch.Generator().manual_seed(3))
@@ -85,7 +86,7 @@ def test_hybrid_refine_steps_zero_returns_the_ar_image(pipe):  # noqa: F811
 
 
 @pytest.mark.parametrize("mode", ["hybrid", "diffusion"])
-def test_same_seed_same_image(pipe, mode):  # noqa: F811
+def test_same_seed_same_image(pipe, mode):
     if mode == "hybrid":
         p = HybridPipeline(pipe, refiner())
         run = (lambda seed: p(["a red circle", "the word CAT"], num_images=2, sampler="sample", refine_steps=2,
@@ -155,7 +156,7 @@ def test_residual_refiner_starts_from_noise_over_a_zero_residual():
     assert torch.equal(first_inputs[0], first_inputs[1])
 
 
-def test_default_strength_follows_the_refiner_target(pipe):  # noqa: F811
+def test_default_strength_follows_the_refiner_target(pipe):
     from hybrid.refiner import default_strength
 
     assert default_strength(RefinerConfig(**UNET, target="residual")) == 1.0
@@ -167,7 +168,7 @@ def test_default_strength_follows_the_refiner_target(pipe):  # noqa: F811
     assert calls == [1]
 
 
-def test_refiner_refuses_more_noise_than_it_was_trained_on(pipe):  # noqa: F811
+def test_refiner_refuses_more_noise_than_it_was_trained_on(pipe):
     torch.manual_seed(0)
     r = Refiner(RefinerConfig(**UNET, max_strength=0.5)).eval()
     r.refine(torch.rand(1, 3, 16, 16), 2, 0.5)
@@ -185,7 +186,7 @@ def test_refiner_refuses_more_noise_than_it_was_trained_on(pipe):  # noqa: F811
     (dict(refine_steps=-1), "refine_steps must be"), (dict(refine_strength=1.5), "refine_strength must be"),
     (dict(refine_strength="a lot"), "refine_strength must be"),
 ])
-def test_hybrid_bad_arguments(pipe, kwargs, match):  # noqa: F811
+def test_hybrid_bad_arguments(pipe, kwargs, match):
     with pytest.raises(ValueError, match=match):
         HybridPipeline(pipe, refiner())("a red circle", **kwargs)
 
@@ -194,32 +195,51 @@ def test_hybrid_bad_arguments(pipe, kwargs, match):  # noqa: F811
     (dict(cfg_scale=0.5), "cfg_scale must be"), (dict(num_inference_steps=0), "num_inference_steps must be"),
     (dict(prompt=""), "prompt is empty"), (dict(num_images=0), "num_images must be"),
 ])
-def test_diffusion_bad_arguments(pipe, kwargs, match):  # noqa: F811
+def test_diffusion_bad_arguments(pipe, kwargs, match):
     p = DiffusionBaselinePipeline(pipe.caption_tokenizer, baseline(pipe.caption_tokenizer.vocab_size))
     with pytest.raises(ValueError, match=match):
         p(**{"prompt": "a red circle", **kwargs})
 
 
-@pytest.mark.parametrize("kind", ["refiner", "baseline"])
-def test_training_loss_falls_and_resume_repeats_it(kind, tmp_path):
+def diffusion_training(kind: str, max_steps: int):
+    """Eight red squares on black and a preset for ``kind``: what the two trainer tests below train on."""
     torch.manual_seed(0)
     images = torch.zeros(8, 3, 16, 16, dtype=torch.uint8)
-    images[:, 0, 4:12, 4:12] = 255  # red squares on black
+    images[:, 0, 4:12, 4:12] = 255
     model = {**UNET, "attention_head_dim": 8, "max_caption_tokens": 8, "text_dim": 16, "text_layers": 1,
              "text_heads": 2} if kind == "baseline" else UNET
     conditions = images.clone() if kind == "refiner" else torch.randint(0, 50, (8, 8))
     overrides = {"text_vocab_size": 50} if kind == "baseline" else {}
     preset = DiffusionPreset.from_dict("diffusion" if kind == "baseline" else kind, {"model": model, "train": {
-        "batch_size": 8, "lr": 3e-3, "warmup_steps": 2, "max_steps": 60, "log_every": 1, "checkpoint_every": 5}})
+        "batch_size": 8, "lr": 3e-3, "warmup_steps": 2, "max_steps": max_steps, "log_every": 1,
+        "checkpoint_every": 5}})
+    return preset, overrides, images, conditions
+
+
+def logged(folder) -> list[dict]:
+    return [json.loads(x) for x in (folder / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("kind", ["refiner", "baseline"])
+def test_training_loss_falls(kind, tmp_path):
+    preset, overrides, images, conditions = diffusion_training(kind, max_steps=60)
     train_diffusion(preset, overrides, images, conditions, tmp_path / "full", progress=False)
-    full = [__import__("json").loads(x) for x in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
+    full = logged(tmp_path / "full")
     first, last = sum(r["loss"] for r in full[:5]) / 5, sum(r["loss"] for r in full[-5:]) / 5
     assert last < first / 2, (first, last)
+    assert (tmp_path / "full" / "model" / "model.safetensors").exists()
+
+
+@pytest.mark.parametrize("kind", ["refiner", "baseline"])
+def test_resumed_training_repeats_the_losses(kind, tmp_path):
+    preset, overrides, images, conditions = diffusion_training(kind, max_steps=12)
+    train_diffusion(preset, overrides, images, conditions, tmp_path / "full", progress=False)
     train_diffusion(preset, overrides, images, conditions, tmp_path / "cut", progress=False, stop_after=7)
     train_diffusion(preset, overrides, images, conditions, tmp_path / "cut", progress=False, resume=True)
-    cut = [__import__("json").loads(x) for x in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
-    by_step = {r["step"]: r["loss"] for r in full}
-    assert [r["step"] for r in cut][:9] == [1, 2, 3, 4, 5, 6, 7, 6, 7]
+    by_step = {r["step"]: r["loss"] for r in logged(tmp_path / "full")}
+    cut = logged(tmp_path / "cut")
+    # Stopped after step 7, resumed from the checkpoint of step 5: steps 6 and 7 run again, with the same losses.
+    assert [r["step"] for r in cut] == [1, 2, 3, 4, 5, 6, 7, *range(6, 13)]
     assert all(r["loss"] == pytest.approx(by_step[r["step"]], rel=1e-6) for r in cut)
     assert (tmp_path / "cut" / "model" / "model.safetensors").exists()
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from safetensors import safe_open
 
 from ar_model.pipeline import TextToImage
 
@@ -19,6 +20,12 @@ SHIPPED = ROOT / "checkpoints" / "tiny"
 def test_shipped_checkpoint_is_fp16_and_small():
     sizes = sum(p.stat().st_size for p in SHIPPED.rglob("*") if p.is_file())
     assert sizes < 25_000_000, sizes
+    weights = sorted(SHIPPED.rglob("*.safetensors"))
+    assert {p.parent.name for p in weights} == {"vq", "decoder", "refiner", "baseline"}
+    for path in weights:  # every floating tensor on disk is fp16 (read from the file, not from a loaded model)
+        with safe_open(str(path), framework="pt") as f:
+            dtypes = {f.get_slice(name).get_dtype() for name in f.keys()}
+        assert dtypes <= {"F16", "I64", "I32", "BOOL"} and "F16" in dtypes, (path, dtypes)
     pipe = TextToImage.from_pretrained(SHIPPED)
     assert pipe.decoder.lm_head.weight.dtype == torch.float32  # fp16 on disk, float32 once loaded
     assert json.loads((SHIPPED / "pipeline.json").read_text())["default_cfg_scale"] == pipe.default_cfg_scale
