@@ -33,36 +33,36 @@ def beam_search(model: ARDecoder, prompts: torch.Tensor, sampling: SamplingConfi
     rows, guided = start_rows(model, expand(prompts), sampling,
                               None if uncond_prompts is None else expand(uncond_prompts))
     beams = batch * width
-    model.setup_caches(rows.shape[0])
-    device = prompts.device
-    logits = prefill(model, rows, torch.arange(c.prefix_len, device=device))
-    input_pos = torch.tensor([c.prefix_len], device=device)
-    logits = feed_structural(model, logits, layout.lead, rows.shape[0], input_pos, decode_fn)
-    # All beams of a prompt start identical: only the first may extend at step 0, or the top W would be copies.
-    scores = torch.full((batch, width), float("-inf"), device=device)
-    scores[:, 0] = 0.0
-    seqs = torch.zeros(batch, width, c.image_tokens, dtype=torch.long, device=device)
-    first_row = (torch.arange(batch, device=device) * width)[:, None]
-    for i in tqdm(range(c.image_tokens), desc="tokens (beam)", disable=not progress, leave=False):
-        logp = image_logits(model, logits, sampling.scale_at(i, c.image_tokens), beams).float().log_softmax(-1)
-        total = scores[..., None] + logp.view(batch, width, n_codes)  # (B, W, codes)
-        scores, flat = total.view(batch, -1).topk(width, dim=-1)  # (B, W)
-        parent, code = flat // n_codes, flat % n_codes
-        seqs = seqs.gather(1, parent[..., None].expand(-1, -1, c.image_tokens))
-        seqs[:, :, i] = code
-        if i == c.image_tokens - 1:
-            break
-        source = (first_row + parent).view(-1)  # the cache row each new beam continues from
-        # Only the image part written so far moves: a prompt's beams share its caption rows.
-        model.reorder_caches(torch.cat([source, source + beams]) if guided else source, c.prefix_len,
-                             layout.code_positions[i])
-        if guided and sampling.cfg_interval is not None and i + 1 >= sampling.cfg_interval:
-            model.shrink_caches(beams)  # guidance is over: drop the unconditional rows
-            guided = False
-        token = (code.view(-1) + c.image_offset).repeat(2 if guided else 1)[:, None]
-        logits = decode_fn(model, token, input_pos)
-        input_pos += 1
-        logits = feed_structural(model, logits, layout.after[i], token.shape[0], input_pos, decode_fn)
+    with model.kv_caches(rows.shape[0]):  # allocated once for this call, gone after it
+        device = prompts.device
+        logits = prefill(model, rows, torch.arange(c.prefix_len, device=device))
+        input_pos = torch.tensor([c.prefix_len], device=device)
+        logits = feed_structural(model, logits, layout.lead, rows.shape[0], input_pos, decode_fn)
+        # All beams of a prompt start identical: only the first may extend at step 0, or the top W would be copies.
+        scores = torch.full((batch, width), float("-inf"), device=device)
+        scores[:, 0] = 0.0
+        seqs = torch.zeros(batch, width, c.image_tokens, dtype=torch.long, device=device)
+        first_row = (torch.arange(batch, device=device) * width)[:, None]
+        for i in tqdm(range(c.image_tokens), desc="tokens (beam)", disable=not progress, leave=False):
+            logp = image_logits(model, logits, sampling.scale_at(i, c.image_tokens), beams).float().log_softmax(-1)
+            total = scores[..., None] + logp.view(batch, width, n_codes)  # (B, W, codes)
+            scores, flat = total.view(batch, -1).topk(width, dim=-1)  # (B, W)
+            parent, code = flat // n_codes, flat % n_codes
+            seqs = seqs.gather(1, parent[..., None].expand(-1, -1, c.image_tokens))
+            seqs[:, :, i] = code
+            if i == c.image_tokens - 1:
+                break
+            source = (first_row + parent).view(-1)  # the cache row each new beam continues from
+            # Only the image part written so far moves: a prompt's beams share its caption rows.
+            model.reorder_caches(torch.cat([source, source + beams]) if guided else source, c.prefix_len,
+                                 layout.code_positions[i])
+            if guided and sampling.cfg_interval is not None and i + 1 >= sampling.cfg_interval:
+                model.shrink_caches(beams)  # guidance is over: drop the unconditional rows
+                guided = False
+            token = (code.view(-1) + c.image_offset).repeat(2 if guided else 1)[:, None]
+            logits = decode_fn(model, token, input_pos)
+            input_pos += 1
+            logits = feed_structural(model, logits, layout.after[i], token.shape[0], input_pos, decode_fn)
     best = scores.argmax(-1)
     index = torch.arange(batch, device=device)
     return seqs[index, best], scores[index, best]

@@ -138,7 +138,6 @@ def verify_export(decoder: ARDecoder, folder: str | Path, prompts: torch.Tensor)
     hf = LlamaForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
     ours_tokens = generate(decoder, prompts, SamplingConfig("greedy"), progress=False)
     seq = training_sequences(c, prompts, ours_tokens)
-    decoder.clear_caches()
     diff = (decoder(seq).float() - hf(input_ids=seq).logits.float()).abs().max().item()
     theirs = transformers_greedy_image_tokens(hf, prompts, c)
     return {"prompts": len(prompts), "max_abs_logit_diff": diff,

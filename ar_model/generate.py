@@ -82,24 +82,25 @@ def generate(model: ARDecoder, prompts: torch.Tensor, sampling: SamplingConfig,
     layout = image_layout(c)
     batch = prompts.shape[0]
     rows, guided = start_rows(model, prompts, sampling, uncond_prompts)
-    model.setup_caches(rows.shape[0])
-    device = prompts.device
-    out = torch.empty(batch, c.image_tokens, dtype=torch.long, device=device)
-    logits = prefill(model, rows, torch.arange(c.prefix_len, device=device))
-    input_pos = torch.tensor([c.prefix_len], device=device)
-    logits = feed_structural(model, logits, layout.lead, rows.shape[0], input_pos, decode_fn)
-    for i in tqdm(range(c.image_tokens), desc="tokens", disable=not progress, leave=False):
-        code = sample(image_logits(model, logits, sampling.scale_at(i, c.image_tokens), batch), sampling, generators)
-        if fixed is not None:
-            code = torch.where(fixed[:, i] >= 0, fixed[:, i], code)
-        out[:, i] = code
-        if i == c.image_tokens - 1:
-            break
-        if guided and sampling.cfg_interval is not None and i + 1 >= sampling.cfg_interval:
-            model.shrink_caches(batch)  # guidance is over: the unconditional half is dropped, not merely ignored
-            guided = False
-        token = (code + c.image_offset).repeat(2 if guided else 1)[:, None]
-        logits = decode_fn(model, token, input_pos)
-        input_pos += 1
-        logits = feed_structural(model, logits, layout.after[i], token.shape[0], input_pos, decode_fn)
+    with model.kv_caches(rows.shape[0]):  # allocated once for this call, gone after it
+        device = prompts.device
+        out = torch.empty(batch, c.image_tokens, dtype=torch.long, device=device)
+        logits = prefill(model, rows, torch.arange(c.prefix_len, device=device))
+        input_pos = torch.tensor([c.prefix_len], device=device)
+        logits = feed_structural(model, logits, layout.lead, rows.shape[0], input_pos, decode_fn)
+        for i in tqdm(range(c.image_tokens), desc="tokens", disable=not progress, leave=False):
+            scale = sampling.scale_at(i, c.image_tokens)
+            code = sample(image_logits(model, logits, scale, batch), sampling, generators)
+            if fixed is not None:
+                code = torch.where(fixed[:, i] >= 0, fixed[:, i], code)
+            out[:, i] = code
+            if i == c.image_tokens - 1:
+                break
+            if guided and sampling.cfg_interval is not None and i + 1 >= sampling.cfg_interval:
+                model.shrink_caches(batch)  # guidance is over: the unconditional half is dropped, not merely ignored
+                guided = False
+            token = (code + c.image_offset).repeat(2 if guided else 1)[:, None]
+            logits = decode_fn(model, token, input_pos)
+            input_pos += 1
+            logits = feed_structural(model, logits, layout.after[i], token.shape[0], input_pos, decode_fn)
     return out

@@ -2,11 +2,16 @@
 
 Parameter names and maths follow ``transformers``' ``LlamaForCausalLM`` (``q_proj`` ... ``down_proj``,
 ``input_layernorm``, rotary embedding in the ``rotate_half`` layout, RMSNorm computed in float32), so export is
-a renaming with no permutation. The structure follows gpt-fast: ``setup_caches`` installs static KV caches and
-``forward(idx, input_pos)`` attends over them; without caches it is an ordinary causal forward (training).
+a renaming with no permutation. The structure follows gpt-fast: static KV caches and ``forward(idx, input_pos)``
+attending over them; but the caches are installed only for a block (``with decoder.kv_caches(batch):``, what
+``generate`` and ``beam_search`` do), so outside one the decoder is a pure function of its input, an ordinary
+causal forward (training, scoring, export checks), whatever ran before.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -126,8 +131,9 @@ class ARDecoder(nn.Module, PretrainedMixin):
             cos, sin = rope_tables(config.head_dim, config.max_seq_len, config.rope_theta)
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
-        self.register_buffer("causal_mask", torch.ones(0, 0, dtype=torch.bool), persistent=False)
-        self.cache_batch_size = 0
+        # Read only with caches installed (a cached step attends over the whole cache, masked by position).
+        causal = torch.tril(torch.ones(config.max_seq_len, config.max_seq_len, dtype=torch.bool))
+        self.register_buffer("causal_mask", causal, persistent=False)
         self.dropout = 0.0  # set by the trainer (token and residual dropout); a no-op in eval mode, not exported
         self.apply(self._init_weights)
         # GPT-2's scaled init of the projections that write into the residual stream.
@@ -140,31 +146,32 @@ class ARDecoder(nn.Module, PretrainedMixin):
         if isinstance(module, (nn.Linear, nn.Embedding)):
             nn.init.normal_(module.weight, std=0.02)
 
-    def setup_caches(self, batch_size: int, dtype: torch.dtype | None = None) -> None:
-        """Allocate static KV caches for ``batch_size`` sequences of the full length (once; reused after)."""
+    @property
+    def caches_installed(self) -> bool:
+        return self.layers[0].self_attn.kv_cache is not None
+
+    @contextmanager
+    def kv_caches(self, batch_size: int, dtype: torch.dtype | None = None) -> Iterator[None]:
+        """Install static KV caches for ``batch_size`` sequences of the full length for the calls inside the block:
+        allocated once on entering, written in place at ``input_pos`` (no allocation per token), removed on leaving,
+        also after an error."""
+        if self.caches_installed:
+            raise RuntimeError("KV caches are already installed: kv_caches blocks do not nest")
         dtype = dtype or self.embed_tokens.weight.dtype
         device = self.embed_tokens.weight.device
-        first = self.layers[0].self_attn.kv_cache
-        if first is not None and self.cache_batch_size == batch_size and first.k.dtype == dtype \
-                and first.k.device == device:
-            return
         c = self.config
         for layer in self.layers:
             layer.self_attn.kv_cache = KVCache(batch_size, c.n_kv_heads, c.max_seq_len, c.head_dim, dtype, device)
-        self.causal_mask = torch.tril(torch.ones(c.max_seq_len, c.max_seq_len, dtype=torch.bool, device=device))
-        self.cache_batch_size = batch_size
-
-    def clear_caches(self) -> None:
-        for layer in self.layers:
-            layer.self_attn.kv_cache = None
-        self.causal_mask = torch.ones(0, 0, dtype=torch.bool)
-        self.cache_batch_size = 0
+        try:
+            yield
+        finally:
+            for layer in self.layers:
+                layer.self_attn.kv_cache = None
 
     def shrink_caches(self, batch_size: int) -> None:
         """Drop all but the first ``batch_size`` rows of every cache (guidance ends: the batch halves)."""
         for layer in self.layers:
             layer.self_attn.kv_cache.shrink(batch_size)
-        self.cache_batch_size = -1  # no longer the shape setup_caches made: the next call allocates afresh
 
     def reorder_caches(self, index: torch.Tensor, start: int = 0, end: int | None = None) -> None:
         for layer in self.layers:
@@ -173,12 +180,12 @@ class ARDecoder(nn.Module, PretrainedMixin):
     def forward(self, idx: torch.Tensor, input_pos: torch.Tensor | None = None) -> torch.Tensor:
         """idx (B, T) token ids -> logits (B, T, V), float32.
 
-        With caches set up, ``input_pos`` (T,) says where ``idx`` sits in the sequence and attention runs over
-        everything cached so far; without them, ``idx`` is the whole sequence from position 0.
+        Inside a ``kv_caches`` block, ``input_pos`` (T,) says where ``idx`` sits in the sequence and attention runs
+        over everything cached so far; outside one, ``idx`` is the whole sequence from position 0.
         """
-        if self.cache_batch_size:
+        if self.caches_installed:
             if input_pos is None:
-                raise ValueError("input_pos is required once caches are set up (see setup_caches)")
+                raise ValueError("input_pos is required inside a kv_caches block")
             cos, sin = self.rope_cos[input_pos], self.rope_sin[input_pos]
             mask = self.causal_mask[input_pos][None, None]  # (1, 1, T, S)
         else:

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from ar_model.config import ARConfig
-from ar_model.generate import generate
+from ar_model.beam import beam_search
+from ar_model.generate import decode_one_token, generate
 from ar_model.model import ARDecoder
 from ar_model.pipeline import TextToImage
 from ar_model.sampling import SamplingConfig, filter_logits
@@ -33,22 +34,46 @@ def test_cached_logits_equal_full_forward_at_every_position(n_kv_heads):
     m = decoder(n_kv_heads=n_kv_heads)
     seq = torch.randint(0, m.config.vocab_size, (3, m.config.max_seq_len))
     full = m(seq)
-    m.setup_caches(3)
     split = m.config.prefix_len
-    steps = [m(seq[:, :split], torch.arange(split))]
-    steps += [m(seq[:, i:i + 1], torch.tensor([i])) for i in range(split, m.config.max_seq_len)]
+    with m.kv_caches(3):
+        steps = [m(seq[:, :split], torch.arange(split))]
+        steps += [m(seq[:, i:i + 1], torch.tensor([i])) for i in range(split, m.config.max_seq_len)]
     cached = torch.cat(steps, dim=1)
     assert cached.shape == full.shape == (3, m.config.max_seq_len, m.config.vocab_size)
     assert torch.isfinite(full).all()
     torch.testing.assert_close(cached, full, atol=1e-5, rtol=1e-5)
 
 
-def test_cache_is_allocated_once():
+@pytest.mark.parametrize("cfg_interval", [None, 4])
+def test_cache_is_allocated_once_per_call(cfg_interval):
     m = decoder()
-    m.setup_caches(2)
-    k = m.layers[0].self_attn.kv_cache.k
-    generate(m, caption_prefixes(m.config, [[1, 2], [3]]), SamplingConfig())
-    assert m.layers[0].self_attn.kv_cache.k is k  # same buffer, written in place
+    buffers = []
+
+    def recording_step(model, token, input_pos):
+        cache = model.layers[0].self_attn.kv_cache
+        buffers.append((cache.k.data_ptr(), cache.v.data_ptr()))
+        return decode_one_token(model, token, input_pos)
+
+    prompts = caption_prefixes(m.config, [[1, 2], [3]])
+    generate(m, prompts, SamplingConfig(cfg_scale=2.0, cfg_interval=cfg_interval), uncond_prompts=null_prefixes(
+        m.config, 2), decode_fn=recording_step)
+    # Every step writes the same memory in place (shrinking for the end of guidance keeps it too).
+    assert len(buffers) == m.config.image_tokens - 1 and len(set(buffers)) == 1
+    assert not m.caches_installed  # and the call takes them away
+
+
+def test_full_forward_after_generate_equals_the_forward_before():
+    m = decoder()
+    seq = torch.randint(0, m.config.vocab_size, (2, m.config.max_seq_len))
+    before = m(seq)
+    generate(m, caption_prefixes(m.config, [[1, 2], [3]]), SamplingConfig(cfg_scale=2.0),
+             uncond_prompts=null_prefixes(m.config, 2))
+    assert torch.equal(m(seq), before)  # no clear_caches: the decoder keeps no decoding state
+    beam_search(m, caption_prefixes(m.config, [[1]]), SamplingConfig("beam", beam_width=2))
+    assert torch.equal(m(seq), before)
+    with pytest.raises(RuntimeError, match="boom"), m.kv_caches(2):
+        raise RuntimeError("boom")
+    assert torch.equal(m(seq), before)  # an error inside the block takes the caches away too
 
 
 def test_greedy_equals_repeated_argmax_of_full_forward():
@@ -56,7 +81,6 @@ def test_greedy_equals_repeated_argmax_of_full_forward():
     c = m.config
     prompts = caption_prefixes(c, [[1, 2, 3], [4], [5, 6, 7, 8, 9]])
     tokens = generate(m, prompts, SamplingConfig("greedy"))
-    m.clear_caches()
     seq = prompts.clone()
     for _ in range(c.image_tokens):  # nanoGPT's generate: no cache, full forward, argmax over the image codes
         logits = m(seq)[:, -1, c.image_offset:c.image_offset + c.codebook_size]

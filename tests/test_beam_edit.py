@@ -30,7 +30,6 @@ def guided_log_prob(m: ARDecoder, prompt: torch.Tensor, uncond: torch.Tensor | N
                     scale: float) -> torch.Tensor:
     """Sum of log-probs of ``codes`` (N, L) under the guided distribution, by full forwards without a cache."""
     c = m.config
-    m.clear_caches()
     tokens = torch.cat([prompt.expand(len(codes), -1), codes + c.image_offset], dim=1)
     window = slice(c.prefix_len - 1, c.prefix_len - 1 + codes.shape[1])
     cond = m(tokens)[:, window, c.image_offset:c.image_offset + c.codebook_size]

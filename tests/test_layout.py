@@ -56,9 +56,9 @@ def test_cached_logits_equal_full_forward(layout):
     c = m.config
     seq = torch.randint(0, c.vocab_size, (3, c.max_seq_len))
     full = m(seq)
-    m.setup_caches(3)
-    steps = [m(seq[:, :c.prefix_len], torch.arange(c.prefix_len))]
-    steps += [m(seq[:, i:i + 1], torch.tensor([i])) for i in range(c.prefix_len, c.max_seq_len)]
+    with m.kv_caches(3):
+        steps = [m(seq[:, :c.prefix_len], torch.arange(c.prefix_len))]
+        steps += [m(seq[:, i:i + 1], torch.tensor([i])) for i in range(c.prefix_len, c.max_seq_len)]
     torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=1e-5)
 
 
@@ -84,7 +84,6 @@ def test_greedy_equals_argmax_of_full_forward_on_the_layout(layout):
     c = m.config
     prompts = caption_prefixes(c, [[1, 2, 3], [4], [5, 6, 7, 8, 9]])
     tokens = generate(m, prompts, SamplingConfig("greedy"))
-    m.clear_caches()
     codes = torch.zeros(3, 0, dtype=torch.long)
     positions = image_layout(c).code_positions
     for i in range(c.image_tokens):
@@ -148,7 +147,6 @@ def test_beam_feeds_structural_tokens_and_matches_greedy_at_width_one(layout):
     wide, log_prob = beam_search(m, prompts, SamplingConfig("beam", cfg_scale=3.0, beam_width=4), uncond)
     assert 0 <= wide.min() and wide.max() < c.codebook_size
     # The reported score is that of the returned codes read in the layout (structural tokens in place).
-    m.clear_caches()
     positions = list(image_layout(c).code_positions)
     window = [p - 1 for p in positions]
     for b in range(2):
@@ -181,7 +179,6 @@ def test_export_parity_on_a_random_model(layout, tmp_path):
     hf = transformers.LlamaForCausalLM.from_pretrained(tmp_path, dtype=torch.float32).eval()
     prompts = caption_prefixes(c, [[1, 2, 3], [4], [5, 6, 7, 8, 9], [10, 11]])
     ours = generate(m, prompts, SamplingConfig("greedy"))
-    m.clear_caches()
     seq = training_sequences(c, prompts, ours)
     with torch.no_grad():
         assert (m(seq) - hf(input_ids=seq).logits.float()).abs().max().item() < 1e-4

@@ -45,7 +45,6 @@ def code_log_likelihood(pipe: TextToImage, captions: list[str], codes: torch.Ten
     (what decoding chooses among). captions: N strings, codes (N, image_tokens) -> (N,) nats."""
     decoder = pipe.decoder
     c = decoder.config
-    decoder.clear_caches()
     window = torch.tensor(image_layout(c).code_positions) - 1  # the position that predicts each code
     out = []
     for start in range(0, len(captions), batch_size):

@@ -100,7 +100,6 @@ def training_step_flops(model: torch.nn.Module, batch: int) -> int:
     counter = FlopCounterMode(display=False)
     with counter:
         if isinstance(model, ARDecoder):
-            model.clear_caches()  # a training forward runs over the whole sequence, without the decode caches
             c = model.config
             seq = torch.randint(0, c.vocab_size, (batch, c.max_seq_len))
             logits = model(seq[:, :-1])
