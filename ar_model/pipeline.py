@@ -10,7 +10,6 @@ A checkpoint is a folder with one subfolder per component, as in diffusers:
 
 from __future__ import annotations
 
-import inspect
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,18 +23,13 @@ from vq.pretrained import CheckpointError, write_text
 
 from .beam import beam_search
 from .generate import decode_one_token, generate
+from .generation_settings import GenerationSettings, check_generation_defaults
 from .model import ARDecoder
-from .sampling import SamplingConfig
 from .sequence import caption_prefixes, null_prefixes
 from .text_tokenizer import CaptionTokenizer
 
 PIPELINE_NAME = "pipeline.json"
 COMPONENTS = {"vq": VQModel, "caption_tokenizer": CaptionTokenizer, "decoder": ARDecoder}
-DEFAULT_CFG_SCALE = 3.0
-# What a call that names no sampling setting gets when pipeline.json records none (a checkpoint records its own,
-# chosen by measurement: `t2i release --default-...`).
-GENERATION_DEFAULTS = {"sampler": "greedy", "temperature": 1.0, "top_k": None, "top_p": None,
-                       "cfg_scale": DEFAULT_CFG_SCALE}
 
 
 @dataclass
@@ -82,16 +76,6 @@ def per_image_generators(generator, total: int) -> list[torch.Generator] | None:
                              f"got {len(generator)}")
         return list(generator)
     raise ValueError(f"generator must be None, a torch.Generator or a list of them, got {type(generator).__name__}")
-
-
-def check_generation_defaults(defaults: dict) -> dict:
-    """Complete ``defaults`` with GENERATION_DEFAULTS and check them as a call would; unknown keys are errors."""
-    unknown = sorted(set(defaults) - set(GENERATION_DEFAULTS))
-    if unknown:
-        raise ValueError(f"unknown generation defaults {unknown}; allowed: {sorted(GENERATION_DEFAULTS)}")
-    merged = {**GENERATION_DEFAULTS, **defaults}
-    SamplingConfig(merged["sampler"], merged["temperature"], merged["top_k"], merged["top_p"], merged["cfg_scale"])
-    return merged
 
 
 class TextToImage:
@@ -193,22 +177,12 @@ class TextToImage:
         return self.vq.encode(image.to(self.device, torch.float32))[0]
 
     @torch.no_grad()
-    def _run(self, prompt, num_images: int, sampler: str | None, temperature: float | None, top_k: int | None,
-             top_p: float | None, cfg_scale: float | None, cfg_schedule: str, cfg_interval: int | None,
-             beam_width: int, negative_prompt, generator, fixed: torch.Tensor | None = None) -> TextToImageOutput:
+    def _run(self, prompt, settings: GenerationSettings, fixed: torch.Tensor | None = None) -> TextToImageOutput:
+        """Generate for ``prompt`` with ``settings``; ``fixed`` (1, image_tokens) holds codes to keep (-1 where the
+        model chooses) when editing."""
+        num_images, negative_prompt = settings.num_images, settings.negative_prompt
         prompts = self.check_inputs(prompt, num_images)
-        d = self.generation_defaults
-        sampler = d["sampler"] if sampler is None else sampler
-        temperature = d["temperature"] if temperature is None else temperature
-        cfg_scale = d["cfg_scale"] if cfg_scale is None else cfg_scale
-        # None takes the checkpoint's default; 0 (top_k) and 1.0 (top_p) turn the filter off, as in transformers.
-        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0):
-            raise ValueError(f"top_k must be None (the checkpoint's default), 0 (keep every code) or an integer "
-                             f">= 1, got {top_k!r}")
-        top_k = d["top_k"] if top_k is None else (top_k or None)
-        top_p = d["top_p"] if top_p is None else top_p
-        sampling = SamplingConfig(sampler, temperature, top_k, top_p, cfg_scale, cfg_schedule, cfg_interval,
-                                  beam_width)  # checks its arguments
+        sampling = settings.sampling(self.generation_defaults)  # checks its arguments
         pieces = self._encode_prompts(prompts, "prompt")  # every prompt checked before any work
         negatives = None
         if negative_prompt is not None:
@@ -218,7 +192,7 @@ class TextToImage:
                                  f"got {negative_prompt!r}")
             negatives = self._encode_prompts(list(negatives), "negative_prompt")
         all_prompts = [p for p in prompts for _ in range(num_images)]
-        generators = per_image_generators(generator, len(all_prompts))
+        generators = per_image_generators(settings.generator, len(all_prompts))
         c = self.decoder.config
         repeat = (lambda rows: [r for r in rows for _ in range(num_images)])
         prefixes = caption_prefixes(c, repeat(pieces)).to(self.device)
@@ -228,7 +202,7 @@ class TextToImage:
                       else caption_prefixes(c, repeat(negatives))).to(self.device)
         progress = not self.progress_bar_config.get("disable", False)
         log_probs = None
-        if sampler == "beam":
+        if sampling.sampler == "beam":
             if fixed is not None:
                 raise ValueError("sampler='beam' does not edit images; use 'greedy' or 'sample'")
             codes, log_probs = beam_search(self.decoder, prefixes, sampling, uncond, progress, self.decode_fn)
@@ -257,24 +231,28 @@ class TextToImage:
         take the checkpoint's defaults (``generation_defaults``, from pipeline.json: its best measured settings);
         ``top_k=0`` and ``top_p=1.0`` turn those filters off.
         """
-        return self._run(prompt, num_images, sampler, temperature, top_k, top_p, cfg_scale, cfg_schedule,
-                         cfg_interval, beam_width, negative_prompt, generator)
+        return self._run(prompt, GenerationSettings(
+            num_images=num_images, sampler=sampler, temperature=temperature, top_k=top_k, top_p=top_p,
+            cfg_scale=cfg_scale, cfg_schedule=cfg_schedule, cfg_interval=cfg_interval, beam_width=beam_width,
+            negative_prompt=negative_prompt, generator=generator))
 
     def complete(self, image, keep_rows: int, prompt: str, **kwargs) -> TextToImageOutput:
         """Keep the top ``keep_rows`` token rows of ``image`` and generate the rest for ``prompt``.
 
         ``kwargs`` are those of ``__call__`` (any sampler but beam)."""
+        settings = GenerationSettings.from_kwargs(kwargs)
         ids = self._image_ids(image)
         h, w = ids.shape
         if isinstance(keep_rows, bool) or not isinstance(keep_rows, int) or not 0 <= keep_rows <= h:
             raise ValueError(f"keep_rows must be an integer in [0, {h}] (token rows), got {keep_rows!r}")
         fixed = torch.full((h, w), -1, dtype=torch.long, device=ids.device)
         fixed[:keep_rows] = ids[:keep_rows]
-        return self._run_edit(prompt, fixed, kwargs)
+        return self._edit(prompt, fixed, settings)
 
     def regenerate(self, image, box: tuple[int, int, int, int], prompt: str, **kwargs) -> TextToImageOutput:
         """Regenerate the tokens whose cells overlap ``box`` = (x0, y0, x1, y1) in pixels (x1, y1 exclusive);
         every other token of ``image`` is kept. ``kwargs`` are those of ``__call__`` (any sampler but beam)."""
+        settings = GenerationSettings.from_kwargs(kwargs)
         ids = self._image_ids(image)
         s, f = self.vq.config.image_size, self.vq.config.downsample_factor
         if (not isinstance(box, (tuple, list)) or len(box) != 4 or not all(isinstance(v, int) for v in box)
@@ -287,16 +265,9 @@ class TextToImage:
         cols = (cells < x1) & (cells + f > x0)
         inside = (rows[:, None] & cols[None, :]).to(ids.device)
         fixed = torch.where(inside, torch.full_like(ids, -1), ids)
-        return self._run_edit(prompt, fixed, kwargs)
+        return self._edit(prompt, fixed, settings)
 
-    def _run_edit(self, prompt: str, fixed: torch.Tensor, kwargs: dict) -> TextToImageOutput:
+    def _edit(self, prompt: str, fixed: torch.Tensor, settings: GenerationSettings) -> TextToImageOutput:
         if not isinstance(prompt, str):
             raise ValueError(f"prompt must be a string when editing an image, got {prompt!r}")
-        # __call__'s keyword arguments and defaults, read from its signature so the two never drift apart.
-        settings = {name: p.default for name, p in inspect.signature(self.__call__).parameters.items()
-                    if name != "prompt"}
-        unknown = sorted(set(kwargs) - set(settings))
-        if unknown:
-            raise ValueError(f"unknown arguments {unknown}; allowed: {sorted(settings)}")
-        settings.update(kwargs)
-        return self._run(prompt, fixed=fixed.flatten()[None], **settings)
+        return self._run(prompt, settings, fixed=fixed.flatten()[None])

@@ -1,6 +1,8 @@
 """Beam search, guidance controls (schedule, interval, negative prompt) and editing by tokens, on tiny models."""
 
+import inspect
 import itertools
+from dataclasses import fields
 
 import pytest
 import torch
@@ -8,7 +10,9 @@ import torch
 from ar_model.beam import beam_search
 from ar_model.config import ARConfig
 from ar_model.generate import generate
+from ar_model.generation_settings import GenerationSettings
 from ar_model.model import ARDecoder
+from ar_model.pipeline import TextToImage
 from ar_model.sampling import SamplingConfig, guide
 from ar_model.sequence import caption_prefixes, null_prefixes
 
@@ -177,3 +181,9 @@ def test_editing_rejects_bad_arguments(pipe, call, match):
     image = pipe("a red circle").images[0]
     with pytest.raises(ValueError, match=match):
         call(pipe, image)
+
+
+def test_editing_settings_are_those_of_call():
+    # complete and regenerate take __call__'s keyword arguments as GenerationSettings: same names, same defaults.
+    params = list(inspect.signature(TextToImage.__call__).parameters.values())[2:]  # after self, prompt
+    assert [(p.name, p.default) for p in params] == [(f.name, f.default) for f in fields(GenerationSettings)]

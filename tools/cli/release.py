@@ -34,7 +34,7 @@ def register(sub) -> None:
 def cmd_release(args) -> None:
     import torch
 
-    from ar_model.pipeline import check_generation_defaults
+    from ar_model.generation_settings import check_generation_defaults
     from vq.pretrained import write_text
 
     pipe = load_pipeline(args.checkpoint)

@@ -26,7 +26,7 @@ from vq.model import VQModel
 from vq.pretrained import atomic_path
 
 from .config import ARPreset
-from .loop import batch_indices, open_run, step_generator, train_loop
+from .loop import RunOptions, TrainTask, batch_indices, open_run, step_generator, train_loop
 
 TOKENS_NAME = "tokens.safetensors"
 
@@ -103,8 +103,8 @@ def train_ar(preset: ARPreset, vq_dir: str | Path, images: torch.Tensor, caption
     """Train on ``images`` (uint8 (N, 3, S, S)) and their ``captions``; writes the pipeline to
     ``out_dir/pipeline`` and returns its path. ``stop_after`` ends the run after that many steps as if killed."""
     cfg = preset.train
-    accelerator, ckpt_path = open_run(out_dir, resume)
-    out_dir = ckpt_path.parent
+    run = open_run(out_dir, RunOptions(max_minutes, resume, stop_after, progress))
+    accelerator, out_dir = run.accelerator, run.out_dir
     if len(images) != len(captions):
         raise ValueError(f"got {len(images)} images but {len(captions)} captions")
     vq = VQModel.from_pretrained(vq_dir)
@@ -139,8 +139,7 @@ def train_ar(preset: ARPreset, vq_dir: str | Path, images: torch.Tensor, caption
         return sequence_loss(config, cfg, logits, seq)
 
     pipeline_dir = out_dir / "pipeline"
-    train_loop(accelerator, model, optimizer, cfg, ckpt_path, resume,
-               {"model": config.to_dict(), "train": cfg.to_dict()}, compute_loss,
-               lambda m: TextToImage(vq, tokenizer, m).save_pretrained(pipeline_dir), "train ar", max_minutes,
-               stop_after, progress)
+    train_loop(run, model, optimizer, cfg, TrainTask(
+        "train ar", {"model": config.to_dict(), "train": cfg.to_dict()}, compute_loss,
+        lambda m: TextToImage(vq, tokenizer, m).save_pretrained(pipeline_dir)))
     return pipeline_dir

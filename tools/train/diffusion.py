@@ -27,7 +27,7 @@ from vq.model import VQModel
 from vq.pretrained import atomic_path
 
 from .config import DiffusionPreset
-from .loop import batch_indices, open_run, step_generator, train_loop
+from .loop import RunOptions, TrainTask, batch_indices, open_run, step_generator, train_loop
 
 MODELS = {"refiner": (Refiner, RefinerConfig), "diffusion": (DiffusionBaseline, BaselineConfig)}
 
@@ -87,12 +87,12 @@ def train_diffusion(preset: DiffusionPreset, model_overrides: dict, images: torc
                          f"{images.dtype} {tuple(images.shape)}")
     if len(conditions) != len(images):
         raise ValueError(f"got {len(images)} images but {len(conditions)} conditions")
-    accelerator, ckpt_path = open_run(out_dir, resume)
+    run = open_run(out_dir, RunOptions(max_minutes, resume, stop_after, progress))
     set_seed(cfg.seed)
     model = model_cls(config)
     scheduler = make_training_scheduler(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
-    device, size, base = accelerator.device, config.image_size, model
+    device, size, base = run.accelerator.device, config.image_size, model
 
     def compute_loss(model, step, rank, world):
         gen = step_generator(cfg.seed, step)
@@ -113,8 +113,8 @@ def train_diffusion(preset: DiffusionPreset, model_overrides: dict, images: torc
         prediction = model(noisy.to(device), t.to(device), condition.to(device))
         return F.mse_loss(prediction, diffusion_target(scheduler, clean, noise, t).to(device)), {}
 
-    model_dir = ckpt_path.parent / "model"
-    train_loop(accelerator, model, optimizer, cfg, ckpt_path, resume,
-               {"kind": preset.kind, "model": config.to_dict(), "train": cfg.to_dict()}, compute_loss,
-               lambda m: m.save_pretrained(model_dir), f"train {preset.kind}", max_minutes, stop_after, progress)
+    model_dir = run.out_dir / "model"
+    train_loop(run, model, optimizer, cfg, TrainTask(
+        f"train {preset.kind}", {"kind": preset.kind, "model": config.to_dict(), "train": cfg.to_dict()},
+        compute_loss, lambda m: m.save_pretrained(model_dir)))
     return model_dir

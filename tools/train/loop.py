@@ -15,6 +15,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -24,6 +25,7 @@ from tqdm.auto import tqdm
 from vq.pretrained import write_text
 
 from .checkpoint import load_checkpoint, save_checkpoint
+from .config import TrainConfig
 
 logger = logging.getLogger(__name__)
 CHECKPOINT_NAME = "checkpoint.safetensors"
@@ -86,55 +88,89 @@ class RunClock:
         return cls(prior or 0.0)
 
 
-def open_run(out_dir: str | Path, resume: bool) -> tuple[Accelerator, Path]:
-    """Check the output folder and start accelerate; returns it and the checkpoint path."""
+@dataclass(frozen=True)
+class RunOptions:
+    """How a run goes, the same for every trainer: a time limit, whether to continue the folder's checkpoint,
+    ``stop_after`` (end after that many steps as if killed, after its checkpoint if due; for tests), a progress
+    bar."""
+
+    max_minutes: float | None = None
+    resume: bool = False
+    stop_after: int | None = None
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class Run:
+    """A started run: accelerate, the checkpoint file (its folder holds everything the run writes), the options."""
+
+    accelerator: Accelerator
+    ckpt_path: Path
+    options: RunOptions
+
+    @property
+    def out_dir(self) -> Path:
+        return self.ckpt_path.parent
+
+
+@dataclass(frozen=True)
+class TrainTask:
+    """What a trainer hands the shared loop: a name for the progress bar, the preset to record in
+    ``preset.json``, ``compute_loss(model, step, rank, world)`` returning this process's loss and the numbers to
+    log with it, ``save_final(unwrapped_model)``, and optionally more numbers to log (``log_fields()``)."""
+
+    desc: str
+    preset_record: dict
+    compute_loss: Callable[[torch.nn.Module, int, int, int], tuple[torch.Tensor, dict]]
+    save_final: Callable[[torch.nn.Module], None]
+    log_fields: Callable[[], dict] | None = None
+
+
+def open_run(out_dir: str | Path, options: RunOptions) -> Run:
+    """Check the output folder and start accelerate."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = out_dir / CHECKPOINT_NAME
-    if ckpt_path.exists() and not resume:
+    if ckpt_path.exists() and not options.resume:
         raise ValueError(f"{ckpt_path} exists: pass resume=True (--resume) to continue it, or choose another --out")
     # Without a GPU, ask for the CPU explicitly: only then do processes started by torchrun (what
     # `accelerate launch --multi_gpu` runs) join one gloo group instead of each training alone.
-    return Accelerator(cpu=not torch.cuda.is_available()), ckpt_path
+    return Run(Accelerator(cpu=not torch.cuda.is_available()), ckpt_path, options)
 
 
-def train_loop(accelerator: Accelerator, model: torch.nn.Module, optimizer: torch.optim.Optimizer, cfg,
-               ckpt_path: Path, resume: bool, preset_record: dict,
-               compute_loss: Callable[[torch.nn.Module, int, int, int], tuple[torch.Tensor, dict]],
-               save_final: Callable[[torch.nn.Module], None], desc: str, max_minutes: float | None = None,
-               stop_after: int | None = None, progress: bool = True,
-               log_fields: Callable[[], dict] | None = None) -> bool:
+def train_loop(run: Run, model: torch.nn.Module, optimizer: torch.optim.Optimizer, cfg: TrainConfig,
+               task: TrainTask) -> bool:
     """Train ``model`` from its checkpoint (if resuming) to ``cfg.max_steps``; True when the run finished.
 
-    ``compute_loss(model, step, rank, world)`` returns this process's loss and the numbers to log with it;
-    ``cfg`` has lr, warmup_steps, max_steps, batch_size, log_every, checkpoint_every. At the end each process
-    records a digest of its replica (so a run can prove they agree), and the main process writes the last
-    checkpoint, ``training.json`` (steps, training seconds) and calls ``save_final(unwrapped_model)``.
-    ``stop_after`` ends the run after that many steps as if it had been killed (after its checkpoint, if due).
+    At the end each process records a digest of its replica (so a run can prove they agree), and the main
+    process writes the last checkpoint, ``training.json`` (steps, training seconds) and calls
+    ``task.save_final(unwrapped_model)``.
     """
-    out_dir = ckpt_path.parent
+    accelerator, ckpt_path, options = run.accelerator, run.ckpt_path, run.options
+    out_dir = run.out_dir
     metrics_file = out_dir / "metrics.jsonl"
     step, clock = 0, RunClock()
-    if resume and ckpt_path.exists():
+    if options.resume and ckpt_path.exists():
         metadata = load_checkpoint(ckpt_path, model, optimizer)
         step, clock = metadata["step"], RunClock.resumed(metadata, metrics_file, cfg.batch_size)
         logger.info("resumed from %s at step %d", ckpt_path, step)
     model, optimizer = accelerator.prepare(model, optimizer)
     if accelerator.is_main_process:
-        write_text(out_dir / "preset.json", json.dumps(preset_record, indent=2))
+        write_text(out_dir / "preset.json", json.dumps(task.preset_record, indent=2))
     rank, world = accelerator.process_index, accelerator.num_processes
     if cfg.batch_size % world:
         raise ValueError(f"batch_size {cfg.batch_size} must be divisible by the {world} processes")
     start, seen = time.monotonic(), 0
-    bar = tqdm(total=cfg.max_steps, initial=step, desc=desc, disable=not progress or not accelerator.is_main_process)
+    bar = tqdm(total=cfg.max_steps, initial=step, desc=task.desc,
+               disable=not options.progress or not accelerator.is_main_process)
     model.train()
     while step < cfg.max_steps:
-        if max_minutes is not None and time.monotonic() - start > max_minutes * 60:
+        if options.max_minutes is not None and time.monotonic() - start > options.max_minutes * 60:
             break
         lr = learning_rate(step, cfg.lr, cfg.warmup_steps, cfg.max_steps)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        loss, fields = compute_loss(model, step, rank, world)
+        loss, fields = task.compute_loss(model, step, rank, world)
         optimizer.zero_grad(set_to_none=True)
         accelerator.backward(loss)
         accelerator.clip_grad_norm_(model.parameters(), 1.0)
@@ -142,7 +178,7 @@ def train_loop(accelerator: Accelerator, model: torch.nn.Module, optimizer: torc
         step += 1
         seen += cfg.batch_size
         if step % cfg.log_every == 0 or step == cfg.max_steps:
-            record = {"step": step, "loss": loss.item(), **fields, **(log_fields() if log_fields else {}),
+            record = {"step": step, "loss": loss.item(), **fields, **(task.log_fields() if task.log_fields else {}),
                       "lr": lr, "images_per_s": seen / (time.monotonic() - start)}
             if accelerator.is_main_process:
                 with metrics_file.open("a") as f:
@@ -152,7 +188,7 @@ def train_loop(accelerator: Accelerator, model: torch.nn.Module, optimizer: torc
         bar.update()
         if step % cfg.checkpoint_every == 0 and accelerator.is_main_process:
             save_checkpoint(ckpt_path, accelerator.unwrap_model(model), optimizer, step, extra=clock.extra())
-        if stop_after is not None and step >= stop_after:
+        if options.stop_after is not None and step >= options.stop_after:
             bar.close()
             return False
     bar.close()
@@ -163,6 +199,6 @@ def train_loop(accelerator: Accelerator, model: torch.nn.Module, optimizer: torc
         save_checkpoint(ckpt_path, unwrapped, optimizer, step, extra=clock.extra())
         write_text(out_dir / "training.json", json.dumps({"steps": step, "processes": world, **clock.extra()},
                                                          indent=2))
-        save_final(unwrapped)
+        task.save_final(unwrapped)
     accelerator.wait_for_everyone()
     return step >= cfg.max_steps

@@ -18,7 +18,7 @@ from tools.codebook import code_histogram, codebook_stats
 from vq.model import VQModel
 
 from .config import VQPreset
-from .loop import batch_indices, open_run, train_loop
+from .loop import RunOptions, TrainTask, batch_indices, open_run, train_loop
 
 
 def vq_loss(recon: torch.Tensor, target: torch.Tensor, commit: torch.Tensor, l1_weight: float = 1.0,
@@ -40,7 +40,7 @@ def train_vq(preset: VQPreset, images: torch.Tensor, out_dir: str | Path, max_mi
                                                                                          model_cfg.image_size):
         raise ValueError(f"images must be uint8 (N, 3, {model_cfg.image_size}, {model_cfg.image_size}), got "
                          f"{images.dtype} {tuple(images.shape)}")
-    accelerator, ckpt_path = open_run(out_dir, resume)
+    run = open_run(out_dir, RunOptions(max_minutes, resume, stop_after, progress))
     set_seed(cfg.seed)  # model initialisation; the data order has its own generator
     model = VQModel(model_cfg)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
@@ -48,7 +48,7 @@ def train_vq(preset: VQPreset, images: torch.Tensor, out_dir: str | Path, max_mi
 
     def compute_loss(model, step, rank, world):
         idx = batch_indices(cfg.seed, step, len(images), cfg.batch_size)[rank::world]
-        x = images[idx].to(accelerator.device).float().div(255)
+        x = images[idx].to(run.accelerator.device).float().div(255)
         out = model(x)
         counts.add_(code_histogram(out.ids.detach().cpu(), model_cfg.vocab_size))
         return vq_loss(out.images, x, out.commit_loss, cfg.l1_weight, cfg.l2_weight)
@@ -58,8 +58,7 @@ def train_vq(preset: VQPreset, images: torch.Tensor, out_dir: str | Path, max_mi
         counts.zero_()
         return {"usage": stats["usage"]}
 
-    model_dir = ckpt_path.parent / "model"
-    train_loop(accelerator, model, optimizer, cfg, ckpt_path, resume,
-               {"model": model_cfg.to_dict(), "train": asdict(cfg)}, compute_loss,
-               lambda m: m.save_pretrained(model_dir), "train vq", max_minutes, stop_after, progress, usage)
+    model_dir = run.out_dir / "model"
+    train_loop(run, model, optimizer, cfg, TrainTask("train vq", {"model": model_cfg.to_dict(), "train": asdict(cfg)},
+                                                     compute_loss, lambda m: m.save_pretrained(model_dir), usage))
     return model_dir

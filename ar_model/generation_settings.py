@@ -1,0 +1,71 @@
+"""What one ``TextToImage`` call asks for besides its prompt (``GenerationSettings``), and the checkpoint's defaults
+that the settings it leaves open take (``generation_defaults`` in pipeline.json).
+
+``__call__`` builds the settings from its keyword arguments and ``complete`` / ``regenerate`` from theirs, so
+the three share one set of names, defaults and checks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import torch
+
+from .sampling import SamplingConfig
+
+DEFAULT_CFG_SCALE = 3.0
+# What a call that names no sampling setting gets when pipeline.json records none (a checkpoint records its own,
+# chosen by measurement: `t2i release --default-...`).
+GENERATION_DEFAULTS = {"sampler": "greedy", "temperature": 1.0, "top_k": None, "top_p": None,
+                       "cfg_scale": DEFAULT_CFG_SCALE}
+
+
+def check_generation_defaults(defaults: dict) -> dict:
+    """Complete ``defaults`` with GENERATION_DEFAULTS and check them as a call would; unknown keys are errors."""
+    unknown = sorted(set(defaults) - set(GENERATION_DEFAULTS))
+    if unknown:
+        raise ValueError(f"unknown generation defaults {unknown}; allowed: {sorted(GENERATION_DEFAULTS)}")
+    merged = {**GENERATION_DEFAULTS, **defaults}
+    SamplingConfig(merged["sampler"], merged["temperature"], merged["top_k"], merged["top_p"], merged["cfg_scale"])
+    return merged
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """``TextToImage.__call__``'s keyword arguments, with its defaults (a test keeps the two equal).
+    ``sampler``, ``temperature``, ``top_k``, ``top_p`` and ``cfg_scale`` left at None take the checkpoint's
+    defaults; ``top_k=0`` and ``top_p=1.0`` turn those filters off."""
+
+    num_images: int = 1
+    sampler: str | None = None
+    temperature: float | None = None
+    top_k: int | None = None
+    top_p: float | None = None
+    cfg_scale: float | None = None
+    cfg_schedule: str = "constant"
+    cfg_interval: int | None = None
+    beam_width: int = 1
+    negative_prompt: str | list[str] | None = None
+    generator: torch.Generator | list[torch.Generator] | None = None
+
+    @classmethod
+    def from_kwargs(cls, kwargs: dict) -> "GenerationSettings":
+        """Keyword arguments of an editing call -> settings; a name ``__call__`` does not take is an error."""
+        allowed = sorted(f.name for f in fields(cls))
+        unknown = sorted(set(kwargs) - set(allowed))
+        if unknown:
+            raise ValueError(f"unknown arguments {unknown}; allowed: {allowed}")
+        return cls(**kwargs)
+
+    def sampling(self, defaults: dict) -> SamplingConfig:
+        """The call's sampling settings, those left None taken from ``defaults``; checked by SamplingConfig."""
+        # None takes the checkpoint's default; 0 (top_k) and 1.0 (top_p) turn the filter off, as in transformers.
+        top_k = self.top_k
+        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0):
+            raise ValueError(f"top_k must be None (the checkpoint's default), 0 (keep every code) or an integer "
+                             f">= 1, got {top_k!r}")
+        pick = (lambda value, name: defaults[name] if value is None else value)
+        return SamplingConfig(pick(self.sampler, "sampler"), pick(self.temperature, "temperature"),
+                              defaults["top_k"] if top_k is None else (top_k or None), pick(self.top_p, "top_p"),
+                              pick(self.cfg_scale, "cfg_scale"), self.cfg_schedule, self.cfg_interval,
+                              self.beam_width)
