@@ -276,6 +276,19 @@ def tiny_preset(**train) -> ARPreset:
                                          "caption_dropout": 0.0, "bf16": False, **train}})
 
 
+def test_preset_model_is_a_config_the_trainer_completes():
+    preset = ARPreset.from_name("tiny")
+    assert isinstance(preset.model, ARConfig) and preset.model.max_caption_tokens == 32
+    config = preset.model_config(text_vocab_size=300, codebook_size=64, grid_size=4)
+    assert (config.text_vocab_size, config.codebook_size, config.grid_size) == (300, 64, 4)
+    assert config == ARConfig.from_dict({**preset.model.to_dict(), "text_vocab_size": 300, "codebook_size": 64,
+                                         "grid_size": 4})
+    # A preset that names no caption length gets ARConfig's, for the tokenizer's data as for the decoder.
+    assert ARPreset.from_dict({}).model.max_caption_tokens == ARConfig().max_caption_tokens == 40
+    with pytest.raises(ValueError, match=r"unknown ARConfig keys \['dimm'\]"):
+        ARPreset.from_dict({"model": {"dimm": 8}})
+
+
 @pytest.fixture(scope="module")
 def training_data(tmp_path_factory, pipe):
     folder = tmp_path_factory.mktemp("ar-train")

@@ -209,11 +209,12 @@ def diffusion_training(kind: str, max_steps: int):
     model = {**UNET, "attention_head_dim": 8, "max_caption_tokens": 8, "text_dim": 16, "text_layers": 1,
              "text_heads": 2} if kind == "baseline" else UNET
     conditions = images.clone() if kind == "refiner" else torch.randint(0, 50, (8, 8))
-    overrides = {"text_vocab_size": 50} if kind == "baseline" else {}
     preset = DiffusionPreset.from_dict("diffusion" if kind == "baseline" else kind, {"model": model, "train": {
         "batch_size": 8, "lr": 3e-3, "warmup_steps": 2, "max_steps": max_steps, "log_every": 1,
         "checkpoint_every": 5}})
-    return preset, overrides, images, conditions
+    if kind == "baseline":  # the vocabulary of the captions' tokenizer, filled in as `t2i train diffusion` does
+        preset = preset.with_model(text_vocab_size=50)
+    return preset, images, conditions
 
 
 def logged(folder) -> list[dict]:
@@ -222,8 +223,8 @@ def logged(folder) -> list[dict]:
 
 @pytest.mark.parametrize("kind", ["refiner", "baseline"])
 def test_training_loss_falls(kind, tmp_path):
-    preset, overrides, images, conditions = diffusion_training(kind, max_steps=60)
-    train_diffusion(preset, overrides, images, conditions, tmp_path / "full", progress=False)
+    preset, images, conditions = diffusion_training(kind, max_steps=60)
+    train_diffusion(preset, images, conditions, tmp_path / "full", progress=False)
     full = logged(tmp_path / "full")
     first, last = sum(r["loss"] for r in full[:5]) / 5, sum(r["loss"] for r in full[-5:]) / 5
     assert last < first / 2, (first, last)
@@ -232,10 +233,10 @@ def test_training_loss_falls(kind, tmp_path):
 
 @pytest.mark.parametrize("kind", ["refiner", "baseline"])
 def test_resumed_training_repeats_the_losses(kind, tmp_path):
-    preset, overrides, images, conditions = diffusion_training(kind, max_steps=12)
-    train_diffusion(preset, overrides, images, conditions, tmp_path / "full", progress=False)
-    train_diffusion(preset, overrides, images, conditions, tmp_path / "cut", progress=False, stop_after=7)
-    train_diffusion(preset, overrides, images, conditions, tmp_path / "cut", progress=False, resume=True)
+    preset, images, conditions = diffusion_training(kind, max_steps=12)
+    train_diffusion(preset, images, conditions, tmp_path / "full", progress=False)
+    train_diffusion(preset, images, conditions, tmp_path / "cut", progress=False, stop_after=7)
+    train_diffusion(preset, images, conditions, tmp_path / "cut", progress=False, resume=True)
     by_step = {r["step"]: r["loss"] for r in logged(tmp_path / "full")}
     cut = logged(tmp_path / "cut")
     # Stopped after step 7, resumed from the checkpoint of step 5: steps 6 and 7 run again, with the same losses.
@@ -252,7 +253,7 @@ def test_refiner_trains_only_on_the_asked_part_of_the_schedule(tmp_path, monkeyp
     images = torch.randint(0, 256, (8, 3, 16, 16), dtype=torch.uint8)
     preset = DiffusionPreset.from_dict("refiner", {"model": UNET, "train": {
         "batch_size": 8, "max_steps": 6, "warmup_steps": 1, "timestep_fraction": 0.3}})
-    train_diffusion(preset, {}, images, images.clone(), tmp_path / "r", progress=False)
+    train_diffusion(preset, images, images.clone(), tmp_path / "r", progress=False)
     t = torch.cat([t for _, t, _ in seen])
     assert len(t) == 48 and t.max() < 300 and t.min() >= 0
     assert (t < 30).any() and (t > 200).any()  # both groups below are checked
@@ -276,7 +277,7 @@ def test_residual_refiner_learns_the_scaled_difference(tmp_path, monkeypatch):
     images = (conditions.int() + torch.randint(-8, 9, conditions.shape, generator=generator)).to(torch.uint8)
     preset = DiffusionPreset.from_dict("refiner", {"model": {**UNET, "target": "residual"}, "train": {
         "batch_size": 8, "max_steps": 6, "warmup_steps": 1}})
-    train_diffusion(preset, {}, images, conditions, tmp_path / "r", progress=False)
+    train_diffusion(preset, images, conditions, tmp_path / "r", progress=False)
     config = Refiner.from_pretrained(tmp_path / "r" / "model").config
     expected = float(((images.float() - conditions.float()) / 127.5).std())
     assert config.target == "residual" and config.residual_scale == pytest.approx(expected, rel=1e-6)
@@ -290,12 +291,12 @@ def test_residual_refiner_learns_the_scaled_difference(tmp_path, monkeypatch):
             checked += 1
     assert checked > 0
     # A resumed run keeps the scale its weights were trained with, even if the data now says otherwise.
-    train_diffusion(preset, {}, images, conditions, tmp_path / "cut", progress=False, stop_after=2)
+    train_diffusion(preset, images, conditions, tmp_path / "cut", progress=False, stop_after=2)
     louder = (conditions.int() + 2 * (images.int() - conditions.int())).clamp(0, 255).to(torch.uint8)
-    train_diffusion(preset, {}, louder, conditions, tmp_path / "cut", progress=False, resume=True)
+    train_diffusion(preset, louder, conditions, tmp_path / "cut", progress=False, resume=True)
     assert Refiner.from_pretrained(tmp_path / "cut" / "model").config.residual_scale == config.residual_scale
     with pytest.raises(ValueError, match="the images equal their conditions"):
-        train_diffusion(preset, {}, conditions, conditions.clone(), tmp_path / "zero", progress=False)
+        train_diffusion(preset, conditions, conditions.clone(), tmp_path / "zero", progress=False)
     with pytest.raises(ValueError, match=r"target must be one of \['image', 'residual'\], got 'noise'"):
         RefinerConfig(**UNET, target="noise")
     with pytest.raises(ValueError, match="residual_scale must be a number > 0, got 0"):

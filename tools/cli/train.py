@@ -104,7 +104,6 @@ def cmd_train_diffusion(args) -> None:
     check_preset_file(args.preset)
     preset = DiffusionPreset.from_name(kind, args.preset)
     images, captions = read_split(args.data, "train", preset.train.num_train)
-    overrides = {}
     if kind == "refiner":
         from vq.model import VQModel
 
@@ -117,12 +116,12 @@ def cmd_train_diffusion(args) -> None:
         from ar_model.text_tokenizer import CaptionTokenizer
 
         tokenizer = CaptionTokenizer.from_pretrained(args.tokenizer)
-        overrides = {"text_vocab_size": tokenizer.vocab_size}
-        length = preset.model.get("max_caption_tokens", 32)
+        preset = preset.with_model(text_vocab_size=tokenizer.vocab_size)
+        length = preset.model.max_caption_tokens
         try:
             conditions = baseline_conditions(tokenizer, captions, length, args.out)
         except ValueError as e:
             raise UsageError(f"--preset: training {e} (max_caption_tokens {length})") from None
-    model_dir = train_diffusion(preset, overrides, images, conditions, args.out, max_minutes=args.max_minutes,
+    model_dir = train_diffusion(preset, images, conditions, args.out, max_minutes=args.max_minutes,
                                 resume=args.resume)
     print_json({"model": str(model_dir)})

@@ -45,7 +45,7 @@ def prepare_data(preset: ARPreset, vq: VQModel, images: torch.Tensor, captions: 
                  progress: bool = True) -> None:
     """Train the caption tokenizer and encode the data; both written atomically into ``out_dir``."""
     cfg = preset.train
-    max_tokens = preset.model.get("max_caption_tokens", 32)
+    max_tokens = preset.model.max_caption_tokens
     tokenizer = CaptionTokenizer.train(captions, cfg.text_vocab_size, max_tokens)
     pieces = []
     for row, text in enumerate(captions):

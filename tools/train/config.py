@@ -5,7 +5,7 @@ presets in ``configs/`` that pair a model config with its run."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 
@@ -111,16 +111,16 @@ class ARTrainConfig(TrainConfig):
 @dataclass(frozen=True)
 class ARPreset:
     """A decoder shape and its training run. ``text_vocab_size``, ``codebook_size`` and ``grid_size`` of the
-    model are filled in by the trainer from the caption tokenizer and the VQ tokenizer it is given."""
+    model are filled in by the trainer from the caption tokenizer and the VQ tokenizer it is given (until then
+    they hold ARConfig's defaults); a preset that names no ``max_caption_tokens`` gets ARConfig's, 40."""
 
-    model: dict = field(default_factory=dict)
+    model: ARConfig = field(default_factory=ARConfig)
     train: ARTrainConfig = field(default_factory=ARTrainConfig)
 
     @classmethod
     def from_dict(cls, d: dict) -> "ARPreset":
         model, train = preset_parts(d)
-        ARConfig.from_dict(model)  # validate the keys and values now, not after data preparation
-        return cls(model, ARTrainConfig.from_dict(train))
+        return cls(ARConfig.from_dict(model), ARTrainConfig.from_dict(train))  # checked now, not after data prep
 
     @classmethod
     def from_json(cls, path: str | Path) -> "ARPreset":
@@ -131,8 +131,7 @@ class ARPreset:
         return cls.from_dict(read_preset("ar", name, "AR"))
 
     def model_config(self, text_vocab_size: int, codebook_size: int, grid_size: int) -> ARConfig:
-        return ARConfig.from_dict({**self.model, "text_vocab_size": text_vocab_size, "codebook_size": codebook_size,
-                                   "grid_size": grid_size})
+        return replace(self.model, text_vocab_size=text_vocab_size, codebook_size=codebook_size, grid_size=grid_size)
 
 
 @dataclass(frozen=True)
@@ -159,15 +158,22 @@ MODEL_CONFIGS = {"refiner": RefinerConfig, "diffusion": BaselineConfig}
 
 @dataclass(frozen=True)
 class DiffusionPreset:
-    kind: str
-    model: dict = field(default_factory=dict)  # the model config's fields (the baseline's vocabulary comes later)
+    """A refiner's or a baseline's shape and its training run. Some model fields are filled in later
+    (``with_model``): the baseline's ``text_vocab_size`` from its caption tokenizer, the refiner's
+    ``max_strength`` and ``residual_scale`` by the trainer."""
+
+    kind: str  # "refiner" or "diffusion" (the baseline)
+    model: RefinerConfig | BaselineConfig
     train: DiffusionTrainConfig = field(default_factory=DiffusionTrainConfig)
 
     @classmethod
     def from_dict(cls, kind: str, d: dict) -> "DiffusionPreset":
         model, train = preset_parts(d)
-        MODEL_CONFIGS[kind].from_dict(model)  # validate now, not after data preparation
-        return cls(kind, model, DiffusionTrainConfig.from_dict(train))
+        return cls(kind, MODEL_CONFIGS[kind].from_dict(model), DiffusionTrainConfig.from_dict(train))
+
+    def with_model(self, **fields) -> "DiffusionPreset":
+        """The preset with these model fields replaced (and checked again)."""
+        return replace(self, model=replace(self.model, **fields))
 
     @classmethod
     def from_name(cls, kind: str, name: str) -> "DiffusionPreset":

@@ -21,7 +21,6 @@ from tqdm.auto import tqdm
 from ar_model.sequence import pad_captions
 from ar_model.text_tokenizer import CaptionTokenizer
 from hybrid.baseline import DiffusionBaseline
-from hybrid.config import BaselineConfig, RefinerConfig
 from hybrid.refiner import Refiner, diffusion_clean, diffusion_target, make_training_scheduler, residual_scale
 from vq.model import VQModel
 from vq.pretrained import atomic_path
@@ -29,7 +28,7 @@ from vq.pretrained import atomic_path
 from .config import DiffusionPreset
 from .loop import RunOptions, TrainTask, batch_indices, open_run, step_generator, train_loop
 
-MODELS = {"refiner": (Refiner, RefinerConfig), "diffusion": (DiffusionBaseline, BaselineConfig)}
+MODELS = {"refiner": Refiner, "diffusion": DiffusionBaseline}
 
 
 CONDITIONS_NAME = "conditions.safetensors"
@@ -65,23 +64,23 @@ def baseline_conditions(tokenizer: CaptionTokenizer, captions: list[str], max_to
     return conditions
 
 
-def train_diffusion(preset: DiffusionPreset, model_overrides: dict, images: torch.Tensor,
-                    conditions: torch.Tensor, out_dir: str | Path, max_minutes: float | None = None,
-                    resume: bool = False, stop_after: int | None = None, progress: bool = True) -> Path:
+def train_diffusion(preset: DiffusionPreset, images: torch.Tensor, conditions: torch.Tensor, out_dir: str | Path,
+                    max_minutes: float | None = None, resume: bool = False, stop_after: int | None = None,
+                    progress: bool = True) -> Path:
     """Train a refiner (``conditions``: uint8 VQ reconstructions (N, 3, S, S)) or a baseline (``conditions``:
-    caption ids (N, L), kind "diffusion") on uint8 ``images`` (N, 3, S, S). Writes ``out_dir/model`` and returns
-    its path."""
+    caption ids (N, L), kind "diffusion", its preset's ``text_vocab_size`` that of their tokenizer) on uint8
+    ``images`` (N, 3, S, S). Writes ``out_dir/model`` and returns its path."""
     cfg = preset.train
-    model_cls, config_cls = MODELS[preset.kind]
+    model_cls = MODELS[preset.kind]
     if preset.kind == "refiner":  # what it learns to remove is all it may be asked to remove
-        model_overrides = {**model_overrides, "max_strength": cfg.timestep_fraction}
+        preset = preset.with_model(max_strength=cfg.timestep_fraction)
         # Measured on the data once; a resumed run keeps the scale its weights were trained with.
-        if {**preset.model, **model_overrides}.get("target") == "residual":
+        if preset.model.target == "residual":
             saved = Path(out_dir) / "preset.json"
             saved_scale = json.loads(saved.read_text())["model"].get("residual_scale") \
                 if resume and saved.is_file() else None
-            model_overrides["residual_scale"] = saved_scale or residual_scale(images, conditions)
-    config = config_cls.from_dict({**preset.model, **model_overrides})
+            preset = preset.with_model(residual_scale=saved_scale or residual_scale(images, conditions))
+    config = preset.model
     if images.dtype != torch.uint8 or tuple(images.shape[1:]) != (3, config.image_size, config.image_size):
         raise ValueError(f"images must be uint8 (N, 3, {config.image_size}, {config.image_size}), got "
                          f"{images.dtype} {tuple(images.shape)}")
