@@ -10,7 +10,7 @@ _EXPORTS = {
     "ARConfig": ".config",
     "ARDecoder": ".model", "KVCache": ".kv_cache", "CaptionTokenizer": ".text_tokenizer",
     "SamplingConfig": ".sampling", "generate": ".generate", "prefill": ".generate", "decode_one_token": ".generate",
-    "TextToImage": ".pipeline", "TextToImageOutput": ".pipeline", "GenerationSettings": ".generation_settings",
+    "TextToImage": ".pipeline", "TextToImageOutput": ".pipeline_utils", "GenerationSettings": ".generation_settings",
 }
 __all__ = sorted(_EXPORTS)
 

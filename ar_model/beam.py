@@ -9,8 +9,9 @@ are dropped.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
-from tqdm.auto import tqdm
 
 from .generate import decode_one_token, feed_structural, image_logits, prefill, start_rows
 from .layout import image_layout
@@ -20,11 +21,12 @@ from .sampling import SamplingConfig
 
 @torch.no_grad()
 def beam_search(model: ARDecoder, prompts: torch.Tensor, sampling: SamplingConfig,
-                uncond_prompts: torch.Tensor | None = None, progress: bool = False,
+                uncond_prompts: torch.Tensor | None = None, progress_bar: Callable | None = None,
                 decode_fn=decode_one_token) -> tuple[torch.Tensor, torch.Tensor]:
     """prompts (B, prefix_len) -> (codes (B, image_tokens), guided log-probability of each (B,)).
 
-    Width ``sampling.beam_width``; guidance as in ``generate`` (scale, schedule, interval, uncond prompts).
+    Width ``sampling.beam_width``; guidance and ``progress_bar`` as in ``generate`` (scale, schedule, interval,
+    uncond prompts).
     """
     c = model.config
     layout = image_layout(c)
@@ -43,7 +45,8 @@ def beam_search(model: ARDecoder, prompts: torch.Tensor, sampling: SamplingConfi
         scores[:, 0] = 0.0
         seqs = torch.zeros(batch, width, c.image_tokens, dtype=torch.long, device=device)
         first_row = (torch.arange(batch, device=device) * width)[:, None]
-        for i in tqdm(range(c.image_tokens), desc="tokens (beam)", disable=not progress, leave=False):
+        steps = range(c.image_tokens)
+        for i in (steps if progress_bar is None else progress_bar(steps, desc="tokens (beam)")):
             logp = image_logits(model, logits, sampling.scale_at(i, c.image_tokens), beams).float().log_softmax(-1)
             total = scores[..., None] + logp.view(batch, width, n_codes)  # (B, W, codes)
             scores, flat = total.view(batch, -1).topk(width, dim=-1)  # (B, W)

@@ -136,7 +136,7 @@ def verify_export(decoder: ARDecoder, folder: str | Path, prompts: torch.Tensor)
 
     c = decoder.config
     hf = LlamaForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
-    ours_tokens = generate(decoder, prompts, SamplingConfig("greedy"), progress=False)
+    ours_tokens = generate(decoder, prompts, SamplingConfig("greedy"))
     seq = training_sequences(c, prompts, ours_tokens)
     diff = (decoder(seq).float() - hf(input_ids=seq).logits.float()).abs().max().item()
     theirs = transformers_greedy_image_tokens(hf, prompts, c)

@@ -9,8 +9,9 @@ chooses among the image codes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
-from tqdm.auto import tqdm
 
 from .layout import image_layout
 from .model import ARDecoder
@@ -70,13 +71,15 @@ def start_rows(model: ARDecoder, prompts: torch.Tensor, sampling: SamplingConfig
 @torch.no_grad()
 def generate(model: ARDecoder, prompts: torch.Tensor, sampling: SamplingConfig,
              generators: list[torch.Generator] | None = None, uncond_prompts: torch.Tensor | None = None,
-             fixed: torch.Tensor | None = None, progress: bool = False, decode_fn=decode_one_token) -> torch.Tensor:
+             fixed: torch.Tensor | None = None, progress_bar: Callable | None = None,
+             decode_fn=decode_one_token) -> torch.Tensor:
     """prompts (B, prefix_len): captions and BOI -> image codes (B, image_tokens), in [0, codebook_size).
 
     ``uncond_prompts`` (B, prefix_len), the null captions or a negative prompt, are the unconditional half of
     guidance; the batch is doubled whenever they are given, and shrinks back to B after ``sampling.cfg_interval``
     tokens. ``fixed`` (B, image_tokens) holds codes to keep (-1 where the model chooses): the model reads them as
-    if it had drawn them (editing). ``decode_fn`` may be a compiled ``decode_one_token``.
+    if it had drawn them (editing). ``progress_bar(iterable, desc=...)`` wraps the token loop (tqdm, or a
+    pipeline's ``progress_bar``; None: no bar). ``decode_fn`` may be a compiled ``decode_one_token``.
     """
     c = model.config
     layout = image_layout(c)
@@ -88,7 +91,8 @@ def generate(model: ARDecoder, prompts: torch.Tensor, sampling: SamplingConfig,
         logits = prefill(model, rows, torch.arange(c.prefix_len, device=device))
         input_pos = torch.tensor([c.prefix_len], device=device)
         logits = feed_structural(model, logits, layout.lead, rows.shape[0], input_pos, decode_fn)
-        for i in tqdm(range(c.image_tokens), desc="tokens", disable=not progress, leave=False):
+        steps = range(c.image_tokens)
+        for i in (steps if progress_bar is None else progress_bar(steps, desc="tokens")):
             scale = sampling.scale_at(i, c.image_tokens)
             code = sample(image_logits(model, logits, scale, batch), sampling, generators)
             if fixed is not None:

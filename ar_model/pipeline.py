@@ -2,7 +2,8 @@
 
 A checkpoint is a folder with one subfolder per component, as in diffusers:
 
-    pipeline.json           component names and generation defaults (the best measured settings of the checkpoint)
+    pipeline.json           the components the folder holds, and generation defaults (the best measured settings
+                            of the checkpoint)
     vq/                     config.json + model.safetensors (VQModel)
     caption_tokenizer/      spiece.model + tokenizer_config.json (CaptionTokenizer)
     decoder/                config.json + model.safetensors (ARDecoder)
@@ -10,75 +11,37 @@ A checkpoint is a folder with one subfolder per component, as in diffusers:
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
+import functools
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image
 
 from vq.model import VQModel
-from vq.pretrained import CheckpointError, write_text
+from vq.pretrained import CheckpointError
 
 from .beam import beam_search
 from .generate import decode_one_token, generate
 from .generation_settings import GenerationSettings, check_generation_defaults
 from .model import ARDecoder
+from .pipeline_utils import (
+    PIPELINE_NAME,
+    PipelineMixin,
+    TextToImageOutput,
+    check_prompts,
+    per_image_generators,
+    pil_to_pixels,
+    pixels_to_pil,
+    read_pipeline_index,
+    save_components,
+)
 from .sequence import caption_prefixes, null_prefixes
 from .text_tokenizer import CaptionTokenizer
 
-PIPELINE_NAME = "pipeline.json"
 COMPONENTS = {"vq": VQModel, "caption_tokenizer": CaptionTokenizer, "decoder": ARDecoder}
 
 
-@dataclass
-class TextToImageOutput:
-    images: list[Image.Image]
-    ids: torch.Tensor  # (N, h, w) VQ codes, N = len(prompts) * num_images
-    prompts: list[str]  # the prompt of each image
-    log_probs: torch.Tensor | None = None  # (N,) with sampler="beam": each image's guided log-probability
-
-
-def pixels_to_pil(pixels: torch.Tensor) -> list[Image.Image]:
-    """(B, 3, S, S) in [0, 1] -> B RGB PIL images."""
-    arrays = (pixels * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-    return [Image.fromarray(a) for a in arrays]
-
-
-def pil_to_pixels(images: list[Image.Image], device=None) -> torch.Tensor:
-    """PIL images of one size -> (B, 3, S, S) float32 in [0, 1] on ``device``."""
-    return torch.stack([torch.from_numpy(np.array(im.convert("RGB"))).permute(2, 0, 1) for im in images]) \
-        .to(device).float() / 255
-
-
-def check_prompts(prompt, num_images: int) -> list[str]:
-    """``prompt`` a string or a non-empty list of strings, ``num_images`` an integer >= 1 -> the prompts as a list
-    (every pipeline's first check)."""
-    prompts = [prompt] if isinstance(prompt, str) else prompt
-    if not isinstance(prompts, (list, tuple)) or not prompts or not all(isinstance(p, str) for p in prompts):
-        raise ValueError(f"prompt must be a string or a non-empty list of strings, got {prompt!r}")
-    if isinstance(num_images, bool) or not isinstance(num_images, int) or num_images < 1:
-        raise ValueError(f"num_images must be an integer >= 1, got {num_images!r}")
-    return list(prompts)
-
-
-def per_image_generators(generator, total: int) -> list[torch.Generator] | None:
-    """None, one generator (split into one per image), or a list with one per image."""
-    if generator is None:
-        return None
-    if isinstance(generator, torch.Generator):
-        seeds = torch.randint(0, 2 ** 62, (total,), generator=generator, device=generator.device).tolist()
-        return [torch.Generator(generator.device).manual_seed(s) for s in seeds]
-    if isinstance(generator, (list, tuple)) and all(isinstance(g, torch.Generator) for g in generator):
-        if len(generator) != total:
-            raise ValueError(f"generator: a list must hold one torch.Generator per image ({total}), "
-                             f"got {len(generator)}")
-        return list(generator)
-    raise ValueError(f"generator must be None, a torch.Generator or a list of them, got {type(generator).__name__}")
-
-
-class TextToImage:
+class TextToImage(PipelineMixin):
     def __init__(self, vq: VQModel, caption_tokenizer: CaptionTokenizer, decoder: ARDecoder,
                  default_cfg_scale: float | None = None, generation_defaults: dict | None = None):
         c = decoder.config
@@ -94,7 +57,6 @@ class TextToImage:
         if default_cfg_scale is not None:
             defaults["cfg_scale"] = default_cfg_scale
         self.generation_defaults = check_generation_defaults(defaults)
-        self.progress_bar_config: dict = {}
         self.decode_fn = decode_one_token  # replace with torch.compile(decode_one_token) to compile the step
 
     @property
@@ -109,18 +71,11 @@ class TextToImage:
     def device(self) -> torch.device:
         return self.decoder.embed_tokens.weight.device
 
-    def set_progress_bar_config(self, disable: bool = False) -> None:
-        self.progress_bar_config = {"disable": disable}
-
     # --- files --------------------------------------------------------------------------------------------
     def save_pretrained(self, path: str | Path, dtype: torch.dtype | None = None) -> None:
-        path = Path(path)
-        self.vq.save_pretrained(path / "vq", dtype=dtype)
-        self.caption_tokenizer.save_pretrained(path / "caption_tokenizer")
-        self.decoder.save_pretrained(path / "decoder", dtype=dtype)
-        write_text(path / PIPELINE_NAME, json.dumps({"components": list(COMPONENTS),
-                                                     "default_cfg_scale": self.default_cfg_scale,
-                                                     "generation_defaults": self.generation_defaults}, indent=2))
+        save_components(path, {"vq": self.vq, "caption_tokenizer": self.caption_tokenizer, "decoder": self.decoder},
+                        dtype, {"default_cfg_scale": self.default_cfg_scale,
+                                "generation_defaults": self.generation_defaults})
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str | torch.device | None = None,
@@ -136,14 +91,12 @@ class TextToImage:
         vq = VQModel.from_pretrained(path / "vq", device=device, dtype=dtype)
         tokenizer = CaptionTokenizer.from_pretrained(path / "caption_tokenizer")
         decoder = ARDecoder.from_pretrained(path / "decoder", device=device, dtype=dtype)
+        settings = read_pipeline_index(path)
         try:
-            settings = json.loads((path / PIPELINE_NAME).read_text())
             defaults = dict(settings.get("generation_defaults", {}))
             if "default_cfg_scale" in settings:
                 defaults["cfg_scale"] = float(settings["default_cfg_scale"])
             return cls(vq, tokenizer, decoder, generation_defaults=defaults)
-        except json.JSONDecodeError as e:
-            raise CheckpointError(f"{path / PIPELINE_NAME} is not valid JSON ({e})") from None
         except ValueError as e:
             raise CheckpointError(f"checkpoint {str(path)!r}: components do not fit together: {e}") from None
 
@@ -200,16 +153,17 @@ class TextToImage:
         if sampling.guided:
             uncond = (null_prefixes(c, len(all_prompts)) if negatives is None
                       else caption_prefixes(c, repeat(negatives))).to(self.device)
-        progress = not self.progress_bar_config.get("disable", False)
+        progress_bar = functools.partial(self.progress_bar, leave=False)
         log_probs = None
         if sampling.sampler == "beam":
             if fixed is not None:
                 raise ValueError("sampler='beam' does not edit images; use 'greedy' or 'sample'")
-            codes, log_probs = beam_search(self.decoder, prefixes, sampling, uncond, progress, self.decode_fn)
+            codes, log_probs = beam_search(self.decoder, prefixes, sampling, uncond, progress_bar, self.decode_fn)
         else:
             if fixed is not None:
                 fixed = fixed.to(self.device).expand(len(all_prompts), -1)
-            codes = generate(self.decoder, prefixes, sampling, generators, uncond, fixed, progress, self.decode_fn)
+            codes = generate(self.decoder, prefixes, sampling, generators, uncond, fixed, progress_bar,
+                             self.decode_fn)
         ids = codes.view(-1, c.grid_size, c.grid_size)
         pixels = self.vq.decode_ids(ids)
         return TextToImageOutput(pixels_to_pil(pixels), ids.cpu(), all_prompts,

@@ -6,7 +6,7 @@ import importlib
 
 _EXPORTS = {
     "RefinerConfig": ".config", "BaselineConfig": ".config", "Refiner": ".refiner", "DiffusionBaseline": ".baseline",
-    "HybridPipeline": ".pipeline", "DiffusionBaselinePipeline": ".pipeline",
+    "HybridPipeline": ".pipeline", "RefinerPipeline": ".pipeline", "DiffusionBaselinePipeline": ".pipeline",
 }
 __all__ = sorted(_EXPORTS)
 

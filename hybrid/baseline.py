@@ -2,21 +2,19 @@
 encoder trained from scratch on the same captions, with the same caption tokenizer, as the AR model.
 
 Classifier-free guidance as in the AR model: captions are dropped to the null caption (NULL, then PADs) in
-training, and sampling doubles the batch. Sampled with DPM-Solver++.
+training, and sampling doubles the batch (``hybrid.pipeline.DiffusionBaselinePipeline``, with DPM-Solver++).
 """
 
 from __future__ import annotations
 
 import torch
 from diffusers import UNet2DConditionModel
-from diffusers.utils.torch_utils import randn_tensor
 from torch import nn
 
 from ar_model.sequence import pad_captions
 from vq.pretrained import PretrainedMixin
 
 from .config import BaselineConfig
-from .refiner import make_scheduler
 
 
 class CaptionEncoder(nn.Module):
@@ -73,31 +71,3 @@ class DiffusionBaseline(nn.Module, PretrainedMixin):
         """noisy (B, 3, S, S) in [-1, 1], t (B,), caption_ids (B, L) -> prediction (B, 3, S, S)."""
         states, keep = self.encode_text(caption_ids)
         return self.unet(noisy, t, encoder_hidden_states=states, encoder_attention_mask=keep.float()).sample
-
-    def scheduler(self):
-        return make_scheduler(self.config)
-
-    @torch.no_grad()
-    def sample(self, caption_ids: torch.Tensor, steps: int = 20, cfg_scale: float = 3.0,
-               generator: torch.Generator | list[torch.Generator] | None = None, progress: bool = False):
-        """caption_ids (B, L) -> images (B, 3, S, S) in [0, 1], ``steps`` DPM-Solver++ steps."""
-        from tqdm.auto import tqdm
-
-        c = self.config
-        batch, device = caption_ids.shape[0], caption_ids.device
-        scheduler = self.scheduler()
-        scheduler.set_timesteps(steps, device=device)
-        guided = cfg_scale != 1
-        ids = torch.cat([caption_ids, self.null_captions(batch).to(device)]) if guided else caption_ids
-        states, keep = self.encode_text(ids)  # the captions do not change across steps: encode once
-        x = randn_tensor((batch, 3, c.image_size, c.image_size), generator=generator, device=device,
-                         dtype=states.dtype) * scheduler.init_noise_sigma
-        for t in tqdm(scheduler.timesteps, desc="denoising", disable=not progress, leave=False):
-            inputs = torch.cat([x, x]) if guided else x
-            prediction = self.unet(inputs, t.repeat(len(inputs)), encoder_hidden_states=states,
-                                   encoder_attention_mask=keep.float()).sample
-            if guided:
-                cond, uncond = prediction.chunk(2)
-                prediction = uncond + cfg_scale * (cond - uncond)
-            x = scheduler.step(prediction, t, x, generator=generator).prev_sample
-        return ((x + 1) / 2).clamp(0, 1)

@@ -1,5 +1,6 @@
 """The diffusion refiner: a ``diffusers`` ``UNet2DModel`` that denoises an image conditioned on the VQ decoding of
-its tokens (condition concatenated to the noisy input), sampled from a partly noised condition with DPM-Solver++.
+its tokens (condition concatenated to the noisy input), and what its trainer and its pipeline
+(``hybrid.pipeline.RefinerPipeline``, which samples it with DPM-Solver++) need to know about it.
 
 Refinement is img2img with a condition: noise the AR image to the level ``strength`` (0: none, 1: pure noise),
 then take ``steps`` solver steps down to a clean image, the UNet seeing the AR image at every step. A refiner
@@ -9,38 +10,13 @@ super-resolution does): it starts from noise over a zero difference and adds wha
 
 from __future__ import annotations
 
-import math
-
 import torch
-from diffusers import DDPMScheduler, DPMSolverMultistepScheduler, UNet2DModel
-from diffusers.utils.torch_utils import randn_tensor
+from diffusers import UNet2DModel
 from torch import nn
 
 from vq.pretrained import PretrainedMixin
 
 from .config import RefinerConfig
-
-
-def make_scheduler(config) -> DPMSolverMultistepScheduler:
-    """The sampler: DPM-Solver++ over the model's noise schedule."""
-    return DPMSolverMultistepScheduler(num_train_timesteps=config.num_train_timesteps,
-                                       beta_schedule=config.beta_schedule, prediction_type=config.prediction_type,
-                                       algorithm_type="dpmsolver++")
-
-
-def make_training_scheduler(config) -> DDPMScheduler:
-    """The same noise schedule as ``make_scheduler``, as the DDPM scheduler that noises training images and
-    gives v (diffusers' solvers do not)."""
-    return DDPMScheduler(num_train_timesteps=config.num_train_timesteps, beta_schedule=config.beta_schedule,
-                         prediction_type=config.prediction_type)
-
-
-def diffusion_target(scheduler: DDPMScheduler, clean: torch.Tensor, noise: torch.Tensor,
-                     t: torch.Tensor) -> torch.Tensor:
-    """What the UNet learns to predict: the noise, or v (Salimans & Ho 2022)."""
-    if scheduler.config.prediction_type == "epsilon":
-        return noise
-    return scheduler.get_velocity(clean, noise, t)
 
 
 def residual_scale(images: torch.Tensor, conditions: torch.Tensor, sample: int = 4096, chunk: int = 256) -> float:
@@ -108,34 +84,3 @@ class Refiner(nn.Module, PretrainedMixin):
     def forward(self, noisy: torch.Tensor, t: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
         """noisy, condition (B, 3, S, S) in [-1, 1]; t (B,) -> prediction (B, 3, S, S)."""
         return self.unet(torch.cat([noisy, condition], dim=1), t).sample
-
-    def scheduler(self) -> DPMSolverMultistepScheduler:
-        return make_scheduler(self.config)
-
-    @torch.no_grad()
-    def refine(self, images: torch.Tensor, steps: int, strength: float,
-               generator: torch.Generator | list[torch.Generator] | None = None) -> torch.Tensor:
-        """images (B, 3, S, S) in [0, 1] -> refined images, same shape; ``steps`` = 0 returns them unchanged."""
-        check_images(images, self.config.image_size)
-        check_refine_arguments(steps, strength, self.config)
-        if steps == 0 or strength == 0:
-            return images
-        scheduler = self.scheduler()
-        # Spread ceil(steps / strength) steps over the whole schedule and run the last `steps` of them
-        # (diffusers' img2img convention), so `steps` is exactly the number of UNet calls. More steps than
-        # the schedule has timesteps would repeat timesteps (and divide by zero in the solver).
-        total = min(math.ceil(steps / strength), self.config.num_train_timesteps)
-        scheduler.set_timesteps(total, device=images.device)
-        timesteps = scheduler.timesteps[-steps:]
-        scheduler.set_begin_index(len(scheduler.timesteps) - steps)
-        condition = images * 2 - 1
-        residual = self.config.target == "residual"
-        noise = randn_tensor(condition.shape, generator=generator, device=images.device, dtype=condition.dtype)
-        start = torch.zeros_like(condition) if residual else condition
-        x = scheduler.add_noise(start, noise, timesteps[:1].repeat(len(images)))
-        for t in timesteps:
-            prediction = self(x, t.repeat(len(images)), condition)
-            x = scheduler.step(prediction, t, x, generator=generator).prev_sample
-        if residual:
-            x = condition + x * self.config.residual_scale
-        return ((x + 1) / 2).clamp(0, 1)

@@ -30,17 +30,18 @@ def checkpoint(tmp_path_factory):
                           codebook_dim=4, kmeans_init=False))
     decoder = ARDecoder(ARConfig(text_vocab_size=tokenizer.vocab_size, codebook_size=32, grid_size=4,
                                  max_caption_tokens=24, dim=32, n_layers=2, n_heads=4, n_kv_heads=2))
-    TextToImage(vq, tokenizer, decoder).save_pretrained(folder / "pipe")
-    shutil.copytree(folder / "pipe", folder / "full")
+    ar = TextToImage(vq, tokenizer, decoder)
+    ar.save_pretrained(folder / "pipe")
     from hybrid.baseline import DiffusionBaseline
     from hybrid.config import BaselineConfig, RefinerConfig
+    from hybrid.pipeline import DiffusionBaselinePipeline, HybridPipeline
     from hybrid.refiner import Refiner
 
     unet = dict(image_size=16, block_out_channels=(8, 16), norm_num_groups=4)
-    Refiner(RefinerConfig(**unet)).save_pretrained(folder / "full" / "refiner")
-    DiffusionBaseline(BaselineConfig(**unet, attention_head_dim=8, text_vocab_size=tokenizer.vocab_size,
-                                     max_caption_tokens=24, text_dim=16, text_layers=1, text_heads=2)
-                      ).save_pretrained(folder / "full" / "baseline")
+    HybridPipeline(ar, Refiner(RefinerConfig(**unet))).save_pretrained(folder / "full")
+    DiffusionBaselinePipeline(tokenizer, DiffusionBaseline(BaselineConfig(
+        **unet, attention_head_dim=8, text_vocab_size=tokenizer.vocab_size, max_caption_tokens=24, text_dim=16,
+        text_layers=1, text_heads=2))).save_pretrained(folder / "full")
     shutil.copytree(folder / "pipe", folder / "broken")
     Image.new("RGB", (16, 16), (255, 0, 0)).save(folder / "img16.png")
     Image.new("RGB", (32, 32), (255, 0, 0)).save(folder / "img32.png")
@@ -105,11 +106,17 @@ def test_release_writes_fp16(capsys, checkpoint, tmp_path):
     assert TextToImage.from_pretrained(tmp_path / "r").decoder.lm_head.weight.dtype == torch.float32
     assert "refiner/model.safetensors" in report["files"] and "baseline/model.safetensors" in report["files"]
     assert set(json.loads((tmp_path / "r" / "training.json").read_text())) == {"ar", "refiner", "baseline"}
+    # pipeline.json lists every component the folder holds, each written by its pipeline's save_pretrained.
+    listed = json.loads((tmp_path / "r" / "pipeline.json").read_text())["components"]
+    assert listed == ["vq", "caption_tokenizer", "decoder", "refiner", "baseline"]
+    assert set(listed) == {p.name for p in (tmp_path / "r").iterdir() if p.is_dir()}
     # Releasing a release again keeps its training record (the release folder's parent has none).
     (tmp_path / "r" / "training.json").write_text(json.dumps({"ar": {"train_seconds": 7}}))
     code, _, _ = run(capsys, "release", "--checkpoint", str(tmp_path / "r"), "--out", str(tmp_path / "again"))
     assert code == 0 and json.loads((tmp_path / "again" / "training.json").read_text()) == {
         "ar": {"train_seconds": 7}}
+    assert json.loads((tmp_path / "again" / "pipeline.json").read_text())["components"] == [
+        "vq", "caption_tokenizer", "decoder"]
 
 
 def test_edit_and_export_commands(capsys, checkpoint, tmp_path):

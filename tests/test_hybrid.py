@@ -7,7 +7,7 @@ import torch
 
 from hybrid.baseline import DiffusionBaseline
 from hybrid.config import BaselineConfig, RefinerConfig
-from hybrid.pipeline import DiffusionBaselinePipeline, HybridPipeline
+from hybrid.pipeline import DiffusionBaselinePipeline, HybridPipeline, RefinerPipeline
 from hybrid.refiner import Refiner
 from tools.train.config import ARPreset, DiffusionPreset, VQPreset
 from tools.train.diffusion import train_diffusion
@@ -25,6 +25,20 @@ def baseline(vocab: int = 448) -> DiffusionBaseline:
     torch.manual_seed(0)
     return DiffusionBaseline(BaselineConfig(**UNET, attention_head_dim=8, text_vocab_size=vocab,
                                             max_caption_tokens=32, text_dim=16, text_layers=1, text_heads=2)).eval()
+
+
+def refine(r: Refiner, images, steps, strength, generator=None) -> torch.Tensor:
+    """The refiner's denoising loop, which its pipeline owns."""
+    pipe = RefinerPipeline(r)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe(images, steps, strength, generator)
+
+
+def sample(m: DiffusionBaseline, tokenizer, caption_ids, steps, cfg_scale, generator=None) -> torch.Tensor:
+    """The baseline's denoising loop, which its pipeline owns."""
+    pipe = DiffusionBaselinePipeline(tokenizer, m)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.denoise(caption_ids, steps, cfg_scale, generator)
 
 
 def count_unet_calls(model) -> list:
@@ -45,18 +59,18 @@ def test_refiner_save_load_round_trip(tmp_path):
     loaded = Refiner.from_pretrained(tmp_path / "r")
     assert loaded.config == r.config
     x = torch.rand(2, 3, 16, 16)
-    a = r.refine(x, 3, 0.5, generator=[torch.Generator().manual_seed(i) for i in range(2)])
-    b = loaded.refine(x, 3, 0.5, generator=[torch.Generator().manual_seed(i) for i in range(2)])
+    a = refine(r, x, 3, 0.5, generator=[torch.Generator().manual_seed(i) for i in range(2)])
+    b = refine(loaded, x, 3, 0.5, generator=[torch.Generator().manual_seed(i) for i in range(2)])
     assert a.shape == x.shape and torch.isfinite(a).all() and torch.equal(a, b)
 
 
-def test_baseline_save_load_round_trip(tmp_path):
-    m = baseline(vocab=100)
+def test_baseline_save_load_round_trip(tmp_path, tokenizer):
+    m = baseline(vocab=tokenizer.vocab_size)
     m.save_pretrained(tmp_path / "b")
     loaded = DiffusionBaseline.from_pretrained(tmp_path / "b")
     ids = m.captions([[1, 2, 3], [4]])
-    a = m.sample(ids, steps=3, cfg_scale=2.0, generator=torch.Generator().manual_seed(0))
-    b = loaded.sample(ids, steps=3, cfg_scale=2.0, generator=torch.Generator().manual_seed(0))
+    a = sample(m, tokenizer, ids, steps=3, cfg_scale=2.0, generator=torch.Generator().manual_seed(0))
+    b = sample(loaded, tokenizer, ids, steps=3, cfg_scale=2.0, generator=torch.Generator().manual_seed(0))
     assert a.shape == (2, 3, 16, 16) and torch.equal(a, b)
 
 
@@ -64,15 +78,15 @@ def test_baseline_save_load_round_trip(tmp_path):
 def test_refiner_runs_exactly_the_asked_steps(steps, strength):
     r = refiner()
     calls = count_unet_calls(r)
-    r.refine(torch.rand(2, 3, 16, 16), steps, strength)
+    refine(r, torch.rand(2, 3, 16, 16), steps, strength)
     assert calls == [2] * steps
 
 
 @pytest.mark.parametrize("steps, cfg_scale, rows", [(4, 3.0, 4), (7, 1.0, 2)])
-def test_baseline_runs_exactly_the_asked_steps(steps, cfg_scale, rows):
-    m = baseline(vocab=100)
+def test_baseline_runs_exactly_the_asked_steps(steps, cfg_scale, rows, tokenizer):
+    m = baseline(vocab=tokenizer.vocab_size)
     calls = count_unet_calls(m)
-    m.sample(m.captions([[1], [2]]), steps=steps, cfg_scale=cfg_scale)
+    sample(m, tokenizer, m.captions([[1], [2]]), steps=steps, cfg_scale=cfg_scale)
     assert calls == [rows] * steps  # guidance doubles the batch
 
 
@@ -102,6 +116,50 @@ def test_same_seed_same_image(pipe, mode):
     assert [im.tobytes() for im in a.images] != [im.tobytes() for im in c.images]
 
 
+def test_every_pipeline_saves_and_loads_its_folder(pipe, tmp_path):
+    hybrid = HybridPipeline(pipe, refiner())
+    diffusion = DiffusionBaselinePipeline(pipe.caption_tokenizer, baseline(pipe.caption_tokenizer.vocab_size))
+    for p in (hybrid, diffusion):
+        p.set_progress_bar_config(disable=True)
+        p.save_pretrained(tmp_path / "both")
+    index = json.loads((tmp_path / "both" / "pipeline.json").read_text())
+    assert index["components"] == ["vq", "caption_tokenizer", "decoder", "refiner", "baseline"]
+    assert index["default_cfg_scale"] == pipe.default_cfg_scale  # the AR pipeline's settings are kept
+    for cls, made in ((HybridPipeline, hybrid), (DiffusionBaselinePipeline, diffusion)):
+        loaded = cls.from_pretrained(tmp_path / "both")
+        loaded.set_progress_bar_config(disable=True)
+        run = (lambda p: p(["a red circle", "the word CAT"], generator=torch.Generator().manual_seed(0),
+                           **({"num_inference_steps": 3} if cls is DiffusionBaselinePipeline else {})))
+        a, b = run(made), run(loaded)
+        assert [im.tobytes() for im in a.images] == [im.tobytes() for im in b.images]
+    assert b.ids is None and a.prompts == ["a red circle", "the word CAT"]  # the baseline makes no tokens
+    diffusion.save_pretrained(tmp_path / "alone")
+    assert json.loads((tmp_path / "alone" / "pipeline.json").read_text())["components"] == [
+        "caption_tokenizer", "baseline"]
+
+
+@pytest.mark.parametrize("kind", ["ar", "hybrid", "diffusion"])
+def test_one_progress_mechanism_for_every_pipeline(pipe, kind):
+    import io
+
+    from ar_model.pipeline import TextToImage
+
+    made = {"ar": lambda: TextToImage(pipe.vq, pipe.caption_tokenizer, pipe.decoder),
+            "hybrid": lambda: HybridPipeline(TextToImage(pipe.vq, pipe.caption_tokenizer, pipe.decoder), refiner()),
+            "diffusion": lambda: DiffusionBaselinePipeline(pipe.caption_tokenizer,
+                                                           baseline(pipe.caption_tokenizer.vocab_size))}[kind]()
+    loops = {"ar": ["tokens"], "hybrid": ["tokens", "refining"], "diffusion": ["denoising"]}[kind]
+    kwargs = {"num_inference_steps": 2} if kind == "diffusion" else {}
+    shown = io.StringIO()
+    made.set_progress_bar_config(file=shown, mininterval=0)
+    made("a red circle", **kwargs)
+    assert all(f"{desc}: " in shown.getvalue() for desc in loops), shown.getvalue()
+    hidden = io.StringIO()
+    made.set_progress_bar_config(file=hidden, disable=True)
+    made("a red circle", **kwargs)
+    assert hidden.getvalue() == ""
+
+
 class Oracle(torch.nn.Module):
     """A stand-in UNet that knows the clean image: it returns the exact noise (or v) for any noisy input, so a
     sampler that reads the schedule and the prediction type right must land on the clean image."""
@@ -123,24 +181,26 @@ class Oracle(torch.nn.Module):
 
 
 @pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
-def test_samplers_recover_the_image_an_oracle_knows(prediction_type):
+def test_samplers_recover_the_image_an_oracle_knows(prediction_type, tokenizer):
     clean = torch.rand(1, 3, 16, 16).double() * 2 - 1  # in [-1, 1]
-    m = DiffusionBaseline(BaselineConfig(**UNET, attention_head_dim=8, text_vocab_size=100, max_caption_tokens=8,
-                                         text_dim=16, text_layers=1, text_heads=2, prediction_type=prediction_type))
+    m = DiffusionBaseline(BaselineConfig(**UNET, attention_head_dim=8, text_vocab_size=tokenizer.vocab_size,
+                                         max_caption_tokens=8, text_dim=16, text_layers=1, text_heads=2,
+                                         prediction_type=prediction_type))
     m.unet = Oracle(clean, prediction_type)
-    images = m.sample(m.captions([[1], [2]]), steps=20, cfg_scale=3.0, generator=torch.Generator().manual_seed(0))
+    images = sample(m, tokenizer, m.captions([[1], [2]]), steps=20, cfg_scale=3.0,
+                    generator=torch.Generator().manual_seed(0))
     assert (images * 2 - 1 - clean).abs().max() < 2e-2
     r = Refiner(RefinerConfig(**UNET, prediction_type=prediction_type))
     r.unet = Oracle(clean, prediction_type)
     condition = torch.rand(2, 3, 16, 16)  # the oracle ignores it: what comes out is its clean image
-    refined = r.refine(condition, 4, 0.5, generator=torch.Generator().manual_seed(0))
+    refined = refine(r, condition, 4, 0.5, generator=torch.Generator().manual_seed(0))
     assert (refined * 2 - 1 - clean).abs().max() < 2e-2
     # A residual refiner samples (image - condition) / residual_scale from pure noise and adds it back.
     condition = torch.rand(1, 3, 16, 16).double()
     scale = 0.1
     r = Refiner(RefinerConfig(**UNET, prediction_type=prediction_type, target="residual", residual_scale=scale))
     r.unet = Oracle((clean - (condition * 2 - 1)) / scale, prediction_type)
-    refined = r.refine(condition.float(), 4, 1.0, generator=torch.Generator().manual_seed(0))
+    refined = refine(r, condition.float(), 4, 1.0, generator=torch.Generator().manual_seed(0))
     assert (refined * 2 - 1 - clean).abs().max() < 2e-2
 
 
@@ -150,8 +210,8 @@ def test_residual_refiner_starts_from_noise_over_a_zero_residual():
     original = r.unet.forward
     r.unet.forward = lambda x, t, **kw: first_inputs.append(x[:, :3].clone()) or original(x, t, **kw)
     a, b = torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16)
-    r.refine(a, 1, 0.3, generator=torch.Generator().manual_seed(0))
-    r.refine(b, 1, 0.3, generator=torch.Generator().manual_seed(0))
+    refine(r, a, 1, 0.3, generator=torch.Generator().manual_seed(0))
+    refine(r, b, 1, 0.3, generator=torch.Generator().manual_seed(0))
     # Same noise, different AR images: the noisy residual does not depend on the image (an image refiner's does).
     assert torch.equal(first_inputs[0], first_inputs[1])
 
@@ -171,9 +231,9 @@ def test_default_strength_follows_the_refiner_target(pipe):
 def test_refiner_refuses_more_noise_than_it_was_trained_on(pipe):
     torch.manual_seed(0)
     r = Refiner(RefinerConfig(**UNET, max_strength=0.5)).eval()
-    r.refine(torch.rand(1, 3, 16, 16), 2, 0.5)
+    refine(r, torch.rand(1, 3, 16, 16), 2, 0.5)
     with pytest.raises(ValueError, match=r"refine_strength must be a number in \[0, 0.5\] \(the refiner was trained"):
-        r.refine(torch.rand(1, 3, 16, 16), 2, 0.6)
+        refine(r, torch.rand(1, 3, 16, 16), 2, 0.6)
     calls = count_unet_calls(r)
     with pytest.raises(ValueError, match="refine_strength must be"):
         HybridPipeline(pipe, r)("a red circle", refine_strength=0.7)

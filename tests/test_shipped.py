@@ -28,7 +28,9 @@ def test_shipped_checkpoint_is_fp16_and_small():
         assert dtypes <= {"F16", "I64", "I32", "BOOL"} and "F16" in dtypes, (path, dtypes)
     pipe = TextToImage.from_pretrained(SHIPPED)
     assert pipe.decoder.lm_head.weight.dtype == torch.float32  # fp16 on disk, float32 once loaded
-    assert json.loads((SHIPPED / "pipeline.json").read_text())["default_cfg_scale"] == pipe.default_cfg_scale
+    index = json.loads((SHIPPED / "pipeline.json").read_text())
+    assert index["default_cfg_scale"] == pipe.default_cfg_scale
+    assert set(index["components"]) == {p.name for p in SHIPPED.iterdir() if p.is_dir()}  # all 5 listed
     assert pipe.vq.config.grid_size == pipe.decoder.config.grid_size == 16
 
 

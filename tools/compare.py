@@ -69,13 +69,15 @@ def load_modes(checkpoint: Path, modes: list[str], beam_width: int = 4, top_k: i
         elif mode == "ar-beam":
             runners.append(ModeRunner(mode, ar, {"sampler": "beam", "beam_width": beam_width}))
         elif mode == "hybrid":
-            from hybrid.pipeline import load_component
+            from ar_model.pipeline_utils import load_component
             from hybrid.refiner import Refiner
 
             refiner = load_component(checkpoint, "refiner", Refiner)
             # refine_strength None: the pipeline takes the refiner's default
             settings = {"sampler": "greedy", "refine_steps": refine_steps, "refine_strength": refine_strength}
-            runners.append(ModeRunner(mode, HybridPipeline(ar, refiner), settings))
+            hybrid = HybridPipeline(ar, refiner)
+            hybrid.set_progress_bar_config(disable=True)
+            runners.append(ModeRunner(mode, hybrid, settings))
         else:
             pipe = DiffusionBaselinePipeline.from_pretrained(checkpoint)
             pipe.set_progress_bar_config(disable=True)

@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
+from hybrid.pipeline import RefinerPipeline
 from hybrid.refiner import Refiner
 from tools.image_metrics import gradient_energy, psnr
 from tools.shards import scene_seed
@@ -45,13 +46,15 @@ def evaluate_refiner(vq: VQModel, refiner: Refiner, num: int, settings: list[tup
               "clean": {"gradient_energy": round(float(np.mean([gradient_energy(a) for a in clean])), 5)},
               "vq": _summary(recon, clean), "settings": []}
     best, best_images = None, None
+    pipe = RefinerPipeline(refiner)
+    pipe.set_progress_bar_config(disable=True)  # one bar, over the settings
     for steps, strength in tqdm(settings, desc="refiner settings", disable=not progress):
         refined, seconds = [], 0.0
         for start in range(0, num, batch_size):
             batch = recon_t[start:start + batch_size]
             gens = [torch.Generator().manual_seed(seed * 1_000_003 + i) for i in range(start, start + len(batch))]
             t0 = time.perf_counter()
-            refined += to_uint8_arrays(refiner.refine(batch, steps, strength, gens))
+            refined += to_uint8_arrays(pipe(batch, steps, strength, gens))
             seconds += time.perf_counter() - t0
         row = {"steps": steps, "strength": strength, **_summary(refined, clean),
                "seconds_per_image": round(seconds / num, 5)}

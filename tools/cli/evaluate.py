@@ -95,7 +95,7 @@ def cmd_eval_ar(args) -> None:
 
 
 def cmd_eval_refiner(args) -> None:
-    from hybrid.pipeline import load_component
+    from ar_model.pipeline_utils import load_component
     from hybrid.refiner import Refiner
     from tools.refiner_eval import evaluate_refiner
     from vq.model import VQModel

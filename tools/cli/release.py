@@ -38,24 +38,26 @@ def cmd_release(args) -> None:
     from vq.pretrained import write_text
 
     pipe = load_pipeline(args.checkpoint)
-    extra = {}  # the diffusion models that join the release, checked before anything is written
+    release, others, runs = pipe, [], {"ar": args.checkpoint.parent}  # the pipelines that make up the release
     if args.refiner is not None:
+        from hybrid.pipeline import HybridPipeline
         from hybrid.refiner import Refiner
 
-        extra["refiner"] = Refiner.from_pretrained(args.refiner)
+        release = HybridPipeline(pipe, Refiner.from_pretrained(args.refiner))  # the AR pipeline and the refiner
+        runs["refiner"] = args.refiner.parent
     if args.diffusion is not None:
         from hybrid.baseline import DiffusionBaseline
+        from hybrid.pipeline import DiffusionBaselinePipeline
 
-        extra["baseline"] = DiffusionBaseline.from_pretrained(args.diffusion)
+        baseline = DiffusionBaseline.from_pretrained(args.diffusion)
+        others.append(DiffusionBaselinePipeline(pipe.caption_tokenizer, baseline))
+        runs["baseline"] = args.diffusion.parent
     given = {key: getattr(args, f"default_{key}") for key in ("sampler", "temperature", "top_k", "top_p", "cfg_scale")}
     chosen = {k: (None if k == "top_k" and v == 0 else v) for k, v in given.items()
               if v is not None}  # --default-top-k 0: no top-k
     pipe.generation_defaults = check_generation_defaults({**pipe.generation_defaults, **chosen})
-    pipe.save_pretrained(args.out, dtype=torch.float16)
-    runs = {"ar": args.checkpoint.parent, **{name: Path(getattr(args, "refiner" if name == "refiner" else
-                                                                "diffusion")).parent for name in extra}}
-    for name, model in extra.items():
-        model.save_pretrained(args.out / name, dtype=torch.float16)
+    for pipeline in (release, *others):  # each writes its components and lists them in pipeline.json
+        pipeline.save_pretrained(args.out, dtype=torch.float16)
     # What each model cost to train, from its run folder, for `t2i compare`; re-releasing a release keeps the
     # record it already has.
     prior_file = args.checkpoint / "training.json"

@@ -21,7 +21,8 @@ from tqdm.auto import tqdm
 from ar_model.sequence import pad_captions
 from ar_model.text_tokenizer import CaptionTokenizer
 from hybrid.baseline import DiffusionBaseline
-from hybrid.refiner import Refiner, diffusion_clean, diffusion_target, make_training_scheduler, residual_scale
+from hybrid.refiner import Refiner, diffusion_clean, residual_scale
+from hybrid.schedulers import diffusion_target, make_training_scheduler
 from vq.model import VQModel
 from vq.pretrained import atomic_path
 
