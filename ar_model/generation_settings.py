@@ -11,6 +11,8 @@ from dataclasses import dataclass, fields
 
 import torch
 
+from vq.pretrained import check_int
+
 from .sampling import SamplingConfig
 
 DEFAULT_CFG_SCALE = 3.0
@@ -61,9 +63,8 @@ class GenerationSettings:
         """The call's sampling settings, those left None taken from ``defaults``; checked by SamplingConfig."""
         # None takes the checkpoint's default; 0 (top_k) and 1.0 (top_p) turn the filter off, as in transformers.
         top_k = self.top_k
-        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0):
-            raise ValueError(f"top_k must be None (the checkpoint's default), 0 (keep every code) or an integer "
-                             f">= 1, got {top_k!r}")
+        check_int("top_k", top_k, 0, optional=True,
+                  allowed="None (the checkpoint's default), 0 (keep every code) or an integer >= 1")
         pick = (lambda value, name: defaults[name] if value is None else value)
         return SamplingConfig(pick(self.sampler, "sampler"), pick(self.temperature, "temperature"),
                               defaults["top_k"] if top_k is None else (top_k or None), pick(self.top_p, "top_p"),

@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 from vq.model import VQModel
-from vq.pretrained import CheckpointError
+from vq.pretrained import CheckpointError, check_int
 
 from .beam import beam_search
 from .generate import decode_one_token, generate
@@ -197,8 +197,7 @@ class TextToImage(PipelineMixin):
         settings = GenerationSettings.from_kwargs(kwargs)
         ids = self._image_ids(image)
         h, w = ids.shape
-        if isinstance(keep_rows, bool) or not isinstance(keep_rows, int) or not 0 <= keep_rows <= h:
-            raise ValueError(f"keep_rows must be an integer in [0, {h}] (token rows), got {keep_rows!r}")
+        check_int("keep_rows", keep_rows, 0, h, note=" (token rows)")
         fixed = torch.full((h, w), -1, dtype=torch.long, device=ids.device)
         fixed[:keep_rows] = ids[:keep_rows]
         return self._edit(prompt, fixed, settings)

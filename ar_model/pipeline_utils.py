@@ -20,7 +20,7 @@ from PIL import Image
 from torch import nn
 from tqdm.auto import tqdm
 
-from vq.pretrained import CheckpointError, write_text
+from vq.pretrained import CheckpointError, check_int, write_text
 
 PIPELINE_NAME = "pipeline.json"
 
@@ -37,9 +37,11 @@ class TextToImageOutput:
 
 # --- images -------------------------------------------------------------------------------------------------
 
+# The one conversion between model pixels and 8-bit images, both ways, for every pipeline and evaluation.
+
 def pixels_to_uint8(pixels: torch.Tensor) -> np.ndarray:
-    """(B, 3, S, S) in [0, 1] -> (B, S, S, 3) uint8 on the CPU, rounded to the nearest grey level."""
-    return (pixels * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    """(B, 3, S, S) in [0, 1] (clamped) -> (B, S, S, 3) uint8 on the CPU, rounded to the nearest grey level."""
+    return (pixels.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
 def pixels_to_pil(pixels: torch.Tensor) -> list[Image.Image]:
@@ -47,10 +49,10 @@ def pixels_to_pil(pixels: torch.Tensor) -> list[Image.Image]:
     return [Image.fromarray(a) for a in pixels_to_uint8(pixels)]
 
 
-def pil_to_pixels(images: list[Image.Image], device=None) -> torch.Tensor:
-    """PIL images of one size -> (B, 3, S, S) float32 in [0, 1] on ``device``."""
-    return torch.stack([torch.from_numpy(np.array(im.convert("RGB"))).permute(2, 0, 1) for im in images]) \
-        .to(device).float() / 255
+def pil_to_pixels(images: list[Image.Image | np.ndarray], device=None) -> torch.Tensor:
+    """PIL images or (S, S, 3) uint8 arrays of one size -> (B, 3, S, S) float32 in [0, 1] on ``device``."""
+    arrays = [np.array(im.convert("RGB")) if isinstance(im, Image.Image) else im for im in images]
+    return torch.stack([torch.from_numpy(a).permute(2, 0, 1) for a in arrays]).to(device).float() / 255
 
 
 # --- a call's arguments -------------------------------------------------------------------------------------
@@ -61,8 +63,7 @@ def check_prompts(prompt, num_images: int) -> list[str]:
     prompts = [prompt] if isinstance(prompt, str) else prompt
     if not isinstance(prompts, (list, tuple)) or not prompts or not all(isinstance(p, str) for p in prompts):
         raise ValueError(f"prompt must be a string or a non-empty list of strings, got {prompt!r}")
-    if isinstance(num_images, bool) or not isinstance(num_images, int) or num_images < 1:
-        raise ValueError(f"num_images must be an integer >= 1, got {num_images!r}")
+    check_int("num_images", num_images, 1)
     return list(prompts)
 
 

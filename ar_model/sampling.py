@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import torch
 
+from vq.pretrained import check_int, check_number
+
 SAMPLERS = ("greedy", "sample", "beam")
 CFG_SCHEDULES = ("constant", "linear")
 
@@ -27,23 +29,14 @@ class SamplingConfig:
     def __post_init__(self):
         if self.sampler not in SAMPLERS:
             raise ValueError(f"sampler must be one of {list(SAMPLERS)}, got {self.sampler!r}")
-        if isinstance(self.temperature, bool) or not isinstance(self.temperature, (int, float)) \
-                or not self.temperature >= 0:
-            raise ValueError(f"temperature must be a number >= 0, got {self.temperature!r}")
-        if self.top_k is not None and (isinstance(self.top_k, bool) or not isinstance(self.top_k, int)
-                                       or self.top_k < 1):
-            raise ValueError(f"top_k must be None or an integer >= 1, got {self.top_k!r}")
-        if self.top_p is not None and (isinstance(self.top_p, bool) or not isinstance(self.top_p, (int, float))
-                                       or not 0 < self.top_p <= 1):
-            raise ValueError(f"top_p must be None or a number in (0, 1], got {self.top_p!r}")
+        check_number("temperature", self.temperature, 0)
+        check_int("top_k", self.top_k, 1, optional=True)
+        check_number("top_p", self.top_p, 0, 1, low_open=True, optional=True)
         check_cfg_scale(self.cfg_scale)
         if self.cfg_schedule not in CFG_SCHEDULES:
             raise ValueError(f"cfg_schedule must be one of {list(CFG_SCHEDULES)}, got {self.cfg_schedule!r}")
-        if self.cfg_interval is not None and (isinstance(self.cfg_interval, bool) or
-                                              not isinstance(self.cfg_interval, int) or self.cfg_interval < 0):
-            raise ValueError(f"cfg_interval must be None or an integer >= 0, got {self.cfg_interval!r}")
-        if isinstance(self.beam_width, bool) or not isinstance(self.beam_width, int) or self.beam_width < 1:
-            raise ValueError(f"beam_width must be an integer >= 1, got {self.beam_width!r}")
+        check_int("cfg_interval", self.cfg_interval, 0, optional=True)
+        check_int("beam_width", self.beam_width, 1)
 
     @property
     def greedy(self) -> bool:
@@ -62,12 +55,12 @@ class SamplingConfig:
 
 def check_cfg_scale(cfg_scale) -> None:
     """A guidance scale is a number >= 1 (1 turns guidance off); shared by the AR and diffusion pipelines."""
-    if isinstance(cfg_scale, bool) or not isinstance(cfg_scale, (int, float)) or not cfg_scale >= 1:
-        raise ValueError(f"cfg_scale must be a number >= 1 (1 turns guidance off), got {cfg_scale!r}")
+    check_number("cfg_scale", cfg_scale, 1, note=" (1 turns guidance off)")
 
 
 def guide(cond: torch.Tensor, uncond: torch.Tensor, scale: float) -> torch.Tensor:
-    """Classifier-free guidance on logits: uncond + scale * (cond - uncond)."""
+    """Classifier-free guidance, uncond + scale * (cond - uncond) (LlamaGen; diffusers): on the decoder's logits
+    and on the baseline UNet's predictions alike."""
     return uncond + scale * (cond - uncond)
 
 

@@ -29,12 +29,18 @@ def caption_prefixes(config: ARConfig, captions: list[list[int]]) -> torch.Tenso
     return torch.cat([padded, boi], dim=1)
 
 
-def null_prefixes(config: ARConfig, batch: int) -> torch.Tensor:
-    """The null caption (NULL, then PADs, then BOI) for ``batch`` rows: the unconditional half of guidance."""
-    out = torch.full((batch, config.prefix_len), config.pad_id, dtype=torch.long)
-    out[:, 0] = config.null_id
-    out[:, -1] = config.boi_id
+def null_captions(batch: int, length: int, null_id: int, pad_id: int) -> torch.Tensor:
+    """The null caption, NULL then PADs, (batch, length): what the unconditional half of classifier-free guidance
+    reads (the AR prompts and the diffusion baseline's captions both use it)."""
+    out = torch.full((batch, length), pad_id, dtype=torch.long)
+    out[:, 0] = null_id
     return out
+
+
+def null_prefixes(config: ARConfig, batch: int) -> torch.Tensor:
+    """The null caption, then BOI, for ``batch`` rows (B, prefix_len): the unconditional half of guidance."""
+    boi = torch.full((batch, 1), config.boi_id, dtype=torch.long)
+    return torch.cat([null_captions(batch, config.max_caption_tokens, config.null_id, config.pad_id), boi], dim=1)
 
 
 def training_sequences(config: ARConfig, prefixes: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:

@@ -11,7 +11,7 @@ import torch
 from diffusers import UNet2DConditionModel
 from torch import nn
 
-from ar_model.sequence import pad_captions
+from ar_model.sequence import null_captions, pad_captions
 from vq.pretrained import PretrainedMixin
 
 from .config import BaselineConfig
@@ -59,9 +59,7 @@ class DiffusionBaseline(nn.Module, PretrainedMixin):
         return pad_captions(pieces, self.config.max_caption_tokens, self.config.pad_id)
 
     def null_captions(self, batch: int) -> torch.Tensor:
-        out = torch.full((batch, self.config.max_caption_tokens), self.config.pad_id, dtype=torch.long)
-        out[:, 0] = self.config.null_id
-        return out
+        return null_captions(batch, self.config.max_caption_tokens, self.config.null_id, self.config.pad_id)
 
     def encode_text(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         pad = ids == self.config.pad_id

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vq.pretrained import JSONConfig, require_positive_ints
+from vq.pretrained import JSONConfig, check_int, check_number, require_positive_ints
 
 PREDICTION_TYPES = ("epsilon", "v_prediction")
 REFINER_TARGETS = ("image", "residual")
@@ -46,12 +46,8 @@ class RefinerConfig(JSONConfig):
         _check_unet(self)
         if self.target not in REFINER_TARGETS:
             raise ValueError(f"target must be one of {list(REFINER_TARGETS)}, got {self.target!r}")
-        if isinstance(self.residual_scale, bool) or not isinstance(self.residual_scale, (int, float)) \
-                or not self.residual_scale > 0:
-            raise ValueError(f"residual_scale must be a number > 0, got {self.residual_scale!r}")
-        if isinstance(self.max_strength, bool) or not isinstance(self.max_strength, (int, float)) \
-                or not 0 < self.max_strength <= 1:
-            raise ValueError(f"max_strength must be a number in (0, 1], got {self.max_strength!r}")
+        check_number("residual_scale", self.residual_scale, 0, low_open=True)
+        check_number("max_strength", self.max_strength, 0, 1, low_open=True)
 
 
 @dataclass(frozen=True)
@@ -84,12 +80,8 @@ class BaselineConfig(JSONConfig):
         _check_unet(self)
         require_positive_ints(self, ("attention_head_dim", "text_vocab_size", "max_caption_tokens", "text_dim",
                                      "text_layers", "text_heads"))
-        levels = len(self.block_out_channels)
-        if self.cross_attention_levels is not None and (
-                isinstance(self.cross_attention_levels, bool) or not isinstance(self.cross_attention_levels, int)
-                or not 1 <= self.cross_attention_levels <= levels):
-            raise ValueError(f"cross_attention_levels must be None or an integer in [1, {levels}] (the number of "
-                             f"levels of block_out_channels), got {self.cross_attention_levels!r}")
+        check_int("cross_attention_levels", self.cross_attention_levels, 1, len(self.block_out_channels),
+                  optional=True, note=" (the number of levels of block_out_channels)")
         if self.text_dim % self.text_heads:
             raise ValueError(f"text_dim {self.text_dim} must be a multiple of text_heads {self.text_heads}")
 

@@ -27,8 +27,9 @@ from ar_model.pipeline_utils import (
     pixels_to_pil,
     save_components,
 )
-from ar_model.sampling import check_cfg_scale
+from ar_model.sampling import check_cfg_scale, guide
 from ar_model.text_tokenizer import CaptionTokenizer
+from vq.pretrained import check_int
 
 from .baseline import DiffusionBaseline
 from .refiner import Refiner, check_images, check_refine_arguments, default_strength
@@ -169,9 +170,7 @@ class DiffusionBaselinePipeline(PipelineMixin):
         prompts = check_prompts(prompt, num_images)
         cfg_scale = self.default_cfg_scale if cfg_scale is None else cfg_scale
         check_cfg_scale(cfg_scale)
-        if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) \
-                or num_inference_steps < 1:
-            raise ValueError(f"num_inference_steps must be an integer >= 1, got {num_inference_steps!r}")
+        check_int("num_inference_steps", num_inference_steps, 1)
         pieces = [self.caption_tokenizer.encode(p) for p in prompts]
         all_prompts = [p for p in prompts for _ in range(num_images)]
         generators = per_image_generators(generator, len(all_prompts))
@@ -198,7 +197,6 @@ class DiffusionBaselinePipeline(PipelineMixin):
             prediction = model.unet(inputs, t.repeat(len(inputs)), encoder_hidden_states=states,
                                     encoder_attention_mask=keep.float()).sample
             if guided:
-                cond, uncond = prediction.chunk(2)
-                prediction = uncond + cfg_scale * (cond - uncond)
+                prediction = guide(*prediction.chunk(2), cfg_scale)  # (cond, uncond) halves
             x = scheduler.step(prediction, t, x, generator=generator).prev_sample
         return ((x + 1) / 2).clamp(0, 1)

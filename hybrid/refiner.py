@@ -14,7 +14,7 @@ import torch
 from diffusers import UNet2DModel
 from torch import nn
 
-from vq.pretrained import PretrainedMixin
+from vq.pretrained import PretrainedMixin, check_int, check_number
 
 from .config import RefinerConfig
 
@@ -58,13 +58,10 @@ def check_images(images: torch.Tensor, size: int, name: str = "images") -> None:
 def check_refine_arguments(steps, strength, config: RefinerConfig) -> None:
     """``refine_steps`` an integer >= 0 (at most the schedule's length), ``refine_strength`` a number in
     [0, max_strength]; else a ValueError naming them."""
-    most_steps = config.num_train_timesteps
-    if isinstance(steps, bool) or not isinstance(steps, int) or not 0 <= steps <= most_steps:
-        raise ValueError(f"refine_steps must be an integer in [0, {most_steps}], got {steps!r}")
+    check_int("refine_steps", steps, 0, config.num_train_timesteps)
     most = config.max_strength
-    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0 <= strength <= most:
-        trained = " (the refiner was trained on noise up to that strength)" if most < 1 else ""
-        raise ValueError(f"refine_strength must be a number in [0, {most}]{trained}, got {strength!r}")
+    trained = " (the refiner was trained on noise up to that strength)" if most < 1 else ""
+    check_number("refine_strength", strength, 0, most, note=trained)
 
 
 class Refiner(nn.Module, PretrainedMixin):

@@ -172,3 +172,20 @@ def test_bad_configs():
         VQConfig(quantizer="rvq")
     with pytest.raises(ValueError, match="VQ preset must be one of"):
         VQPreset.from_name("huge")
+
+
+def test_argument_checks_refuse_bools_nan_and_out_of_range_values():
+    from vq.pretrained import check_int, check_number
+
+    check_int("steps", 3, 0, 10)
+    check_int("top_k", None, 1, optional=True)
+    check_number("scale", 1.5, 1)
+    for value in (True, 1.0, "2", -1, 11):
+        with pytest.raises(ValueError, match=rf"steps must be an integer in \[0, 10\], got {value!r}"):
+            check_int("steps", value, 0, 10)
+    with pytest.raises(ValueError, match=r"^top_p must be None or a number in \(0, 1\], got 0$"):
+        check_number("top_p", 0, 0, 1, low_open=True, optional=True)
+    with pytest.raises(ValueError, match=r"cfg_scale must be a number >= 1 \(1 turns guidance off\), got nan"):
+        check_number("cfg_scale", float("nan"), 1, note=" (1 turns guidance off)")
+    with pytest.raises(ValueError, match="base_channels must be a positive integer, got False"):
+        VQConfig(base_channels=False)

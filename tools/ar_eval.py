@@ -13,12 +13,12 @@ from __future__ import annotations
 import dataclasses
 import time
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from ar_model.layout import image_layout
 from ar_model.pipeline import TextToImage
+from ar_model.pipeline_utils import pil_to_pixels
 from ar_model.sequence import caption_prefixes, training_sequences
 from tools.judge import score
 from tools.judge.report import summarize, wilson_interval
@@ -63,8 +63,8 @@ def position_sensitivity(pipe: TextToImage, num_scenes: int = 200, seed: int = 0
     gaps, hits = [], []
     for i in tqdm(range(num_scenes), desc="position sensitivity", disable=not progress):
         scene, captions, truth = position_variants(seed, i)
-        pixels = torch.from_numpy(np.array(render_any_size(scene, size).convert("RGB"))).permute(2, 0, 1).float() / 255
-        codes = pipe.vq.encode(pixels[None].to(pipe.device)).flatten(1).cpu()
+        pixels = pil_to_pixels([render_any_size(scene, size)], pipe.device)
+        codes = pipe.vq.encode(pixels).flatten(1).cpu()
         ll = code_log_likelihood(pipe, captions, codes.expand(len(captions), -1))
         gaps.append((ll[truth] - torch.cat([ll[:truth], ll[truth + 1:]]).mean()).item())
         hits.append(bool(ll.argmax() == truth))

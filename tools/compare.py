@@ -21,6 +21,7 @@ from PIL import Image, ImageDraw, ImageFont
 from torch.utils.flop_counter import FlopCounterMode
 from tqdm.auto import tqdm
 
+from tools.grid import image_grid
 from tools.image_metrics import gradient_energy
 from tools.judge.report import summarize
 from tools.judge.verdict import score
@@ -158,17 +159,16 @@ def comparison_grid(prompts: list[str], columns: dict[str, list[Image.Image]], t
     font = ImageFont.load_default(size=12)
     label_w, head_h = 260, 20
     names = list(columns)
+
+    def labels(draw: ImageDraw.ImageDraw, row: int, y: int) -> None:
+        if row == 0:
+            for j, name in enumerate(names):
+                draw.text((label_w + j * (tile + 4) + 4, 4), name, fill="black", font=font)
+        draw.multiline_text((4, y + 4), "\n".join(_wrap(prompts[row], 40)), fill="black", font=font)
+
     # light grey between tiles, so white-background images show their edges
-    grid = Image.new("RGB", (label_w + len(names) * (tile + 4), head_h + len(prompts) * (tile + 4)), (210, 210, 210))
-    draw = ImageDraw.Draw(grid)
-    for j, name in enumerate(names):
-        draw.text((label_w + j * (tile + 4) + 4, 4), name, fill="black", font=font)
-    for i, prompt in enumerate(prompts):
-        y = head_h + i * (tile + 4)
-        draw.multiline_text((4, y + 4), "\n".join(_wrap(prompt, 40)), fill="black", font=font)
-        for j, name in enumerate(names):
-            grid.paste(columns[name][i].resize((tile, tile), Image.NEAREST), (label_w + j * (tile + 4), y))
-    return grid
+    return image_grid([columns[name][i] for i in range(len(prompts)) for name in names], len(names), tile=tile,
+                      gap=4, margin=(label_w, head_h, 4, 4), background=(210, 210, 210), before_row=labels)
 
 
 def _wrap(text: str, width: int) -> list[str]:

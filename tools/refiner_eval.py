@@ -12,12 +12,13 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
+from ar_model.pipeline_utils import pil_to_pixels, pixels_to_uint8
 from hybrid.pipeline import RefinerPipeline
 from hybrid.refiner import Refiner
+from tools.grid import image_grid
 from tools.image_metrics import gradient_energy, psnr
 from tools.shards import scene_seed
-from tools.vq_eval import to_uint8_arrays
-from tools.world import SamplingOptions, render_any_size, sample_scene
+from tools.world import SamplingOptions, max_word_len_for, render_any_size, sample_scene
 from vq.model import VQModel
 
 
@@ -30,18 +31,17 @@ def evaluate_refiner(vq: VQModel, refiner: Refiner, num: int, settings: list[tup
                      batch_size: int = 50, progress: bool = True) -> tuple[dict, Image.Image]:
     size = vq.config.image_size
     # words short enough to be legible at this size, as in `t2i eval vq`
-    opts = SamplingOptions(words="train", max_word_len=4 if size < 128 else 6)
+    opts = SamplingOptions(words="train", max_word_len=max_word_len_for(size))
     clean, recon = [], []
     for start in range(0, num, batch_size):
         scenes = [sample_scene(scene_seed(seed, "eval-refiner", i), "mixed", opts)
                   for i in range(start, min(start + batch_size, num))]
-        x = torch.stack([torch.from_numpy(np.array(render_any_size(s, size))).permute(2, 0, 1)
-                         for s in scenes]).float()
+        x = pil_to_pixels([render_any_size(s, size) for s in scenes])
         with torch.no_grad():
-            recon += to_uint8_arrays(vq.decode_ids(vq.encode(x / 255)))
-        clean += to_uint8_arrays(x / 255)
+            recon += list(pixels_to_uint8(vq.decode_ids(vq.encode(x))))
+        clean += list(pixels_to_uint8(x))
     # The refiner sees what the hybrid pipeline gives it: 8-bit images.
-    recon_t = torch.from_numpy(np.stack(recon)).permute(0, 3, 1, 2).float() / 255
+    recon_t = pil_to_pixels(recon)
     report = {"num_images": num, "image_size": size,
               "clean": {"gradient_energy": round(float(np.mean([gradient_energy(a) for a in clean])), 5)},
               "vq": _summary(recon, clean), "settings": []}
@@ -54,7 +54,7 @@ def evaluate_refiner(vq: VQModel, refiner: Refiner, num: int, settings: list[tup
             batch = recon_t[start:start + batch_size]
             gens = [torch.Generator().manual_seed(seed * 1_000_003 + i) for i in range(start, start + len(batch))]
             t0 = time.perf_counter()
-            refined += to_uint8_arrays(pipe(batch, steps, strength, gens))
+            refined += list(pixels_to_uint8(pipe(batch, steps, strength, gens)))
             seconds += time.perf_counter() - t0
         row = {"steps": steps, "strength": strength, **_summary(refined, clean),
                "seconds_per_image": round(seconds / num, 5)}
@@ -67,9 +67,5 @@ def evaluate_refiner(vq: VQModel, refiner: Refiner, num: int, settings: list[tup
 
 def _grid(*columns: list[np.ndarray], scale: int = 2) -> Image.Image:
     """Rows of clean | VQ | refined, each image scaled up ``scale`` times (nearest)."""
-    size = columns[0][0].shape[0] * scale
-    grid = Image.new("RGB", (len(columns) * (size + 4), len(columns[0]) * (size + 4)), (200, 200, 200))
-    for j, column in enumerate(columns):
-        for i, image in enumerate(column):
-            grid.paste(Image.fromarray(image).resize((size, size), Image.NEAREST), (j * (size + 4), i * (size + 4)))
-    return grid
+    rows = [Image.fromarray(image) for row in zip(*columns) for image in row]
+    return image_grid(rows, len(columns), tile=columns[0][0].shape[0] * scale, gap=4, margin=(0, 0, 4, 4))

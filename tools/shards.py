@@ -13,12 +13,12 @@ import json
 import random
 from pathlib import Path
 
-import numpy as np
 import torch
 import webdataset as wds
 from PIL import Image
 from tqdm.auto import tqdm
 
+from ar_model.pipeline_utils import pil_to_pixels
 from tools.world import SamplingOptions, caption, render, sample_scene
 from tools.world.config import WorldConfig
 from vq.pretrained import atomic_path, write_text
@@ -82,10 +82,9 @@ def read_manifest(data_dir: str | Path, split: str = "train") -> dict:
 
 
 def _to_sample(sample: dict) -> dict:
-    image = torch.from_numpy(np.array(Image.open(io.BytesIO(sample["png"])).convert("RGB")))
     return {
         "key": sample["__key__"],
-        "image": image.permute(2, 0, 1).float().div(255),  # (3, H, W) in [0, 1]
+        "image": pil_to_pixels([Image.open(io.BytesIO(sample["png"]))])[0],  # (3, H, W) in [0, 1]
         "caption": sample["txt"].decode(),
         "scene": json.loads(sample["json"]),
     }

@@ -11,7 +11,9 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
+from ar_model.pipeline_utils import pil_to_pixels, pixels_to_uint8
 from tools.codebook import code_histogram, codebook_stats
+from tools.grid import image_grid
 from tools.judge.verdict import score
 from tools.shards import scene_seed
 from tools.world import CATEGORIES, SamplingOptions, caption, render, sample_scene
@@ -20,10 +22,6 @@ from vq.model import VQModel
 
 def _judge(pair: tuple[np.ndarray, str]) -> bool:
     return score(pair[0], pair[1]).passed
-
-
-def to_uint8_arrays(images: torch.Tensor) -> list[np.ndarray]:
-    return list((images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy())
 
 
 def evaluate_vq(model: VQModel, num: int, seed: int = 0, batch_size: int = 50, workers: int | None = None,
@@ -35,14 +33,14 @@ def evaluate_vq(model: VQModel, num: int, seed: int = 0, batch_size: int = 50, w
     for start in tqdm(range(0, num, batch_size), desc="encode/decode", disable=not progress):
         scenes = [sample_scene(scene_seed(seed, "eval-vq", i), "mixed", opts)
                   for i in range(start, min(start + batch_size, num))]
-        x = torch.stack([torch.from_numpy(np.asarray(render(s, size))).permute(2, 0, 1) for s in scenes]).float() / 255
+        x = pil_to_pixels([render(s, size) for s in scenes])
         ids = model.encode(x)
         y = model.decode_ids(ids)
         counts += code_histogram(ids.cpu(), model.config.vocab_size)
         mse = ((y - x) ** 2).flatten(1).mean(1).clamp(min=1e-10)
         psnrs += (10 * torch.log10(1 / mse)).tolist()
-        originals += to_uint8_arrays(x)
-        recons += to_uint8_arrays(y)
+        originals += list(pixels_to_uint8(x))
+        recons += list(pixels_to_uint8(y))
         captions += [caption(s) for s in scenes]
         categories += [s.category for s in scenes]
     os.environ.setdefault("OMP_THREAD_LIMIT", "1")
@@ -70,16 +68,12 @@ def evaluate_vq(model: VQModel, num: int, seed: int = 0, batch_size: int = 50, w
         "judge": per_category,
         "min_ratio": min(v["ratio"] for v in per_category.values() if v["ratio"] is not None),
     }
-    return report, comparison_grid(originals[:16], recons[:16])
+    return report, reconstruction_grid(originals[:16], recons[:16])
 
 
-def comparison_grid(originals: list[np.ndarray], recons: list[np.ndarray], scale: int = 2) -> Image.Image:
+def reconstruction_grid(originals: list[np.ndarray], recons: list[np.ndarray], scale: int = 2) -> Image.Image:
     """Pairs side by side, original | reconstruction, four pairs a row."""
     size = originals[0].shape[0] * scale
-    cols, rows = 4, (len(originals) + 3) // 4
-    grid = Image.new("RGB", (cols * (2 * size + 8), rows * (size + 8)), (200, 200, 200))
-    for i, (o, r) in enumerate(zip(originals, recons)):
-        x, y = (i % cols) * (2 * size + 8), (i // cols) * (size + 8)
-        grid.paste(Image.fromarray(o).resize((size, size), Image.NEAREST), (x, y))
-        grid.paste(Image.fromarray(r).resize((size, size), Image.NEAREST), (x + size, y))
-    return grid
+    pairs = [image_grid([Image.fromarray(o), Image.fromarray(r)], 2, tile=size, gap=0)
+             for o, r in zip(originals, recons)]
+    return image_grid(pairs, 4, gap=8, margin=(0, 0, 8, 8))

@@ -1,4 +1,5 @@
-"""What every model of the project needs to be saved and loaded: atomic file writes, the JSON config base, and
+"""What every model of the project needs to be saved and loaded: atomic file writes, the JSON config base with
+the argument checks that configs and pipelines share (``check_int``, ``check_number``), and
 ``save_pretrained`` / ``from_pretrained`` (``config.json`` + ``model.safetensors``).
 
 Writes are atomic (a temporary file beside the target, fsynced, then renamed over it), so a reader never sees a
@@ -50,12 +51,45 @@ def write_text(path: str | Path, text: str) -> None:
     write_bytes(path, text.encode("utf-8"))
 
 
+def _bounds(low, high, low_open: bool) -> str:
+    if high is None:
+        return f"{'>' if low_open else '>='} {low}"
+    return f"in {'(' if low_open else '['}{low}, {high}]"
+
+
+def _check(name: str, value, kinds: tuple[type, ...], what: str, low, high, low_open: bool, optional: bool,
+           note: str, allowed: str | None) -> None:
+    if optional and value is None:
+        return
+    fits = not isinstance(value, bool) and isinstance(value, kinds)  # bool is an int to Python, never a count here
+    if fits and low is not None:
+        fits = value > low if low_open else value >= low  # False for NaN
+    if fits and high is not None:
+        fits = value <= high
+    if not fits:
+        allowed = allowed or f"{'None or ' if optional else ''}{what} {_bounds(low, high, low_open)}{note}"
+        raise ValueError(f"{name} must be {allowed}, got {value!r}")
+
+
+def check_int(name: str, value, low: int | None = None, high: int | None = None, *, optional: bool = False,
+              note: str = "", allowed: str | None = None) -> None:
+    """Raise ``ValueError("{name} must be an integer in [low, high]{note}, got {value!r}")`` (">= low" without
+    ``high``; "None or ..." when ``optional``) unless ``value`` is such an integer; ``allowed`` replaces the
+    description. A bool is refused."""
+    _check(name, value, (int,), "an integer", low, high, False, optional, note, allowed)
+
+
+def check_number(name: str, value, low: float | None = None, high: float | None = None, *, low_open: bool = False,
+                 optional: bool = False, note: str = "", allowed: str | None = None) -> None:
+    """As ``check_int`` for an int or float ("a number ..."); ``low_open`` excludes ``low`` itself. NaN and bools
+    are refused."""
+    _check(name, value, (int, float), "a number", low, high, low_open, optional, note, allowed)
+
+
 def require_positive_ints(config, names: tuple[str, ...]) -> None:
     """Raise a ValueError naming the first of ``names`` that is not a positive integer on ``config``."""
     for name in names:
-        value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        check_int(name, getattr(config, name), 1, allowed="a positive integer")
 
 
 def dataclass_from_dict(cls, d: dict):

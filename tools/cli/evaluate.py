@@ -69,6 +69,7 @@ def register(sub) -> None:
 
 def cmd_eval_vq(args) -> None:
     from tools.vq_eval import evaluate_vq
+    from tools.world import max_word_len_for
     from vq.model import VQModel
 
     model = VQModel.from_pretrained(args.checkpoint)
@@ -76,7 +77,7 @@ def cmd_eval_vq(args) -> None:
         raise UsageError(f"--size: the tokenizer in {str(args.checkpoint)!r} takes {model.config.image_size} px "
                          f"images, got {args.size}")
     report, grid = evaluate_vq(model, args.num, seed=args.seed, workers=args.workers,
-                               max_word_len=4 if model.config.image_size < 128 else 6)
+                               max_word_len=max_word_len_for(model.config.image_size))
     _write_evaluation(report, grid, args.grid or Path("vq_reconstructions.png"), args.out, "comparison_grid")
 
 

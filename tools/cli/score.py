@@ -29,8 +29,9 @@ def cmd_score(args) -> None:
     if args.validate:
         from tools.judge.validate import validate
 
-        max_word_len = 4 if args.size < 128 else 6  # as the presets: tiny (64 px) draws words of up to 4 letters
-        report = validate(args.num, args.size, max_word_len, seed=args.seed, workers=args.workers)
+        from tools.world import max_word_len_for
+
+        report = validate(args.num, args.size, max_word_len_for(args.size), seed=args.seed, workers=args.workers)
         print_json(report)
         if args.out:
             from vq.pretrained import write_text

@@ -8,6 +8,7 @@ from collections import defaultdict
 
 from PIL import Image, ImageDraw, ImageFont
 
+from tools.grid import image_grid
 from tools.world.vocab import CATEGORIES
 
 from .verdict import Verdict, edit_distance
@@ -71,14 +72,13 @@ def failure_grid(images: list[Image.Image], verdicts: list[Verdict], tile: int =
     if not failed:
         return None
     font = ImageFont.load_default(size=11)
-    text_h = 96
-    rows = math.ceil(len(failed) / columns)
-    grid = Image.new("RGB", (columns * tile, rows * (tile + text_h)), "white")
-    draw = ImageDraw.Draw(grid)
-    for i, (im, v) in enumerate(failed):
-        x, y = (i % columns) * tile, (i // columns) * (tile + text_h)
-        grid.paste(im.convert("RGB").resize((tile - 8, tile - 8), Image.NEAREST), (x + 4, y + 4))
-        draw.rectangle((x + 3, y + 3, x + tile - 4, y + tile - 4), outline="gray")
+    inner = tile - 8  # each image framed, 4 px from its cell's edges
+
+    def caption(draw: ImageDraw.ImageDraw, index: int, at: tuple[int, int]) -> None:
+        (x, y), v = at, failed[index][1]
+        draw.rectangle((x - 1, y - 1, x + inner, y + inner), outline="gray")
         lines = textwrap.wrap(v.caption, 28)[:2] + textwrap.wrap("x " + v.reasons[0], 28)[:5]
-        draw.multiline_text((x + 4, y + tile), "\n".join(lines), fill="black", font=font, spacing=1)
-    return grid
+        draw.multiline_text((x, y + inner + 4), "\n".join(lines), fill="black", font=font, spacing=1)
+
+    return image_grid([im.convert("RGB") for im, _ in failed], columns, tile=inner, gap=8, margin=(4, 4, 4, 4),
+                      below=96, background="white", after_tile=caption)

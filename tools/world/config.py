@@ -7,9 +7,17 @@ from dataclasses import asdict, dataclass, fields
 from importlib import resources
 from pathlib import Path
 
+from vq.pretrained import check_int
+
 from .vocab import WORD_MAX_LEN, WORD_MIN_LEN
 
 PRESETS = ("tiny", "small", "base")
+
+
+def max_word_len_for(image_size: int) -> int:
+    """The longest word the presets draw at this canvas size (tiny, 64 px: 4 letters; small and base: 6), which
+    evaluations at that size keep to so that their words stay legible."""
+    return 4 if image_size < 128 else 6
 
 
 @dataclass(frozen=True)
@@ -18,10 +26,9 @@ class WorldConfig:
     max_word_len: int = 4
 
     def __post_init__(self):
-        if not isinstance(self.image_size, int) or self.image_size < 48:
-            raise ValueError(f"image_size must be an integer >= 48, got {self.image_size!r}")
-        if not isinstance(self.max_word_len, int) or not WORD_MIN_LEN <= self.max_word_len <= WORD_MAX_LEN:
-            raise ValueError(f"max_word_len must be in [{WORD_MIN_LEN}, {WORD_MAX_LEN}], got {self.max_word_len!r}")
+        check_int("image_size", self.image_size, 48)
+        check_int("max_word_len", self.max_word_len, WORD_MIN_LEN, WORD_MAX_LEN,
+                  allowed=f"in [{WORD_MIN_LEN}, {WORD_MAX_LEN}]")
 
     def to_dict(self) -> dict:
         return asdict(self)
