@@ -314,6 +314,22 @@ def test_training_overfits_one_batch(training_data, tmp_path):
     assert torch.equal(trained(captions[0], cfg_scale=1.0).ids, codes)
 
 
+def test_compiled_training_matches_eager_and_resumes_without_compile(training_data, tmp_path):
+    """``compile`` changes how a step is computed, not what: the same losses (to float rounding), and its
+    checkpoint is the plain module's, so a run started compiled can be resumed without compiling."""
+    folder, images, captions = training_data
+    preset = tiny_preset(max_steps=6)
+    train_ar(preset, folder / "vq", images, captions, tmp_path / "eager", progress=False)
+    compiled = tiny_preset(max_steps=6, compile=True)
+    train_ar(compiled, folder / "vq", images, captions, tmp_path / "compiled", progress=False, stop_after=5)
+    train_ar(preset, folder / "vq", images, captions, tmp_path / "compiled", progress=False, resume=True)
+    eager, mixed = losses(tmp_path / "eager" / "metrics.jsonl"), losses(tmp_path / "compiled" / "metrics.jsonl")
+    assert [s for s, _ in mixed] == [1, 2, 3, 4, 5, 6]
+    for (step, a), (_, b) in zip(eager, mixed):
+        assert b == pytest.approx(a, rel=1e-4), step
+    TextToImage.from_pretrained(tmp_path / "compiled" / "pipeline")
+
+
 def test_resumed_run_repeats_the_losses(training_data, tmp_path):
     folder, images, captions = training_data
     preset = tiny_preset(max_steps=12, caption_dropout=0.5)

@@ -29,9 +29,11 @@ def _variant(preset: ARPreset, codebook_size: int, grid_size: int, bf16: bool):
     seq = torch.randint(config.image_offset, config.vocab_size, (cfg.batch_size, config.max_seq_len))
     autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
 
+    forward = torch.compile(model, dynamic=False) if cfg.compile else model  # compiled at the warm-up step
+
     def step() -> None:
         with autocast:
-            logits = model(seq[:, :-1])
+            logits = forward(seq[:, :-1])
         loss, _ = sequence_loss(config, cfg, logits, seq)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -39,7 +41,7 @@ def _variant(preset: ARPreset, codebook_size: int, grid_size: int, bf16: bool):
 
     params = sum(p.numel() for p in model.parameters())
     return step, {"params": params, "sequence_tokens": config.max_seq_len, "batch_size": cfg.batch_size,
-                  "image_layout": config.image_layout, "bf16": bf16}
+                  "image_layout": config.image_layout, "bf16": bf16, "compile": cfg.compile}
 
 
 def bench_train(presets: list[str], steps: int = 3, rounds: int = 2, codebook_size: int = 512, grid_size: int = 16,

@@ -128,14 +128,21 @@ def train_ar(preset: ARPreset, vq_dir: str | Path, images: torch.Tensor, caption
     device = accelerator.device
     autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if cfg.bf16 else contextlib.nullcontext())
 
+    compiled: dict = {}  # the compiled forward of the (accelerate-prepared) model, made on the first step
+
     def compute_loss(model, step, rank, world):
         idx = batch_indices(cfg.seed, step, len(codes), cfg.batch_size)
         drop = torch.rand(cfg.batch_size, generator=step_generator(cfg.seed, step))
         idx, drop = idx[rank::world], drop[rank::world] < cfg.caption_dropout
         prefix = torch.where(drop[:, None], null, prefixes[idx])
         seq = training_sequences(config, prefix, codes[idx]).to(device)
+        forward = model
+        if cfg.compile:
+            if "forward" not in compiled:
+                compiled["forward"] = torch.compile(model, dynamic=False)
+            forward = compiled["forward"]
         with autocast:
-            logits = model(seq[:, :-1])
+            logits = forward(seq[:, :-1])
         return sequence_loss(config, cfg, logits, seq)
 
     pipeline_dir = out_dir / "pipeline"
