@@ -32,6 +32,22 @@ def preset_parts(d: dict) -> tuple[dict, dict]:
     return dict(d.get("model", {})), dict(d.get("train", {}))
 
 
+class PresetFiles:
+    """``from_json`` and ``from_name`` for a preset class with ``from_dict``; ``folder`` is its ``configs/``
+    folder and ``what`` its name in messages."""
+
+    folder: str
+    what: str
+
+    @classmethod
+    def from_json(cls, path: str | Path):
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+    @classmethod
+    def from_name(cls, name: str):
+        return cls.from_dict(read_preset(cls.folder, name, cls.what))
+
+
 @dataclass(frozen=True)
 class TrainConfig(JSONConfig):
     """What every trainer reads (the shared loop in ``tools.train.loop``); each model's config adds its own fields
@@ -63,7 +79,8 @@ class VQTrainConfig(TrainConfig):
 
 
 @dataclass(frozen=True)
-class VQPreset:
+class VQPreset(PresetFiles):
+    folder, what = "vq", "VQ"
     model: VQConfig = field(default_factory=VQConfig)
     train: VQTrainConfig = field(default_factory=VQTrainConfig)
 
@@ -71,14 +88,6 @@ class VQPreset:
     def from_dict(cls, d: dict) -> "VQPreset":
         model, train = preset_parts(d)
         return cls(VQConfig.from_dict(model), VQTrainConfig.from_dict(train))
-
-    @classmethod
-    def from_json(cls, path: str | Path) -> "VQPreset":
-        return cls.from_dict(json.loads(Path(path).read_text()))
-
-    @classmethod
-    def from_name(cls, name: str) -> "VQPreset":
-        return cls.from_dict(read_preset("vq", name, "VQ"))
 
 
 @dataclass(frozen=True)
@@ -113,11 +122,12 @@ class ARTrainConfig(TrainConfig):
 
 
 @dataclass(frozen=True)
-class ARPreset:
+class ARPreset(PresetFiles):
     """A decoder shape and its training run. ``text_vocab_size``, ``codebook_size`` and ``grid_size`` of the
     model are filled in by the trainer from the caption tokenizer and the VQ tokenizer it is given (until then
     they hold ARConfig's defaults); a preset that names no ``max_caption_tokens`` gets ARConfig's, 40."""
 
+    folder, what = "ar", "AR"
     model: ARConfig = field(default_factory=ARConfig)
     train: ARTrainConfig = field(default_factory=ARTrainConfig)
 
@@ -125,14 +135,6 @@ class ARPreset:
     def from_dict(cls, d: dict) -> "ARPreset":
         model, train = preset_parts(d)
         return cls(ARConfig.from_dict(model), ARTrainConfig.from_dict(train))  # checked now, not after data prep
-
-    @classmethod
-    def from_json(cls, path: str | Path) -> "ARPreset":
-        return cls.from_dict(json.loads(Path(path).read_text()))
-
-    @classmethod
-    def from_name(cls, name: str) -> "ARPreset":
-        return cls.from_dict(read_preset("ar", name, "AR"))
 
     def model_config(self, text_vocab_size: int, codebook_size: int, grid_size: int) -> ARConfig:
         return replace(self.model, text_vocab_size=text_vocab_size, codebook_size=codebook_size, grid_size=grid_size)
