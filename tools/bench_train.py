@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from tools.train.ar import sequence_loss, training_model
+from tools.train.ar import sequence_loss, training_forward, training_model
 from tools.train.config import ARPreset
 
 
@@ -29,7 +29,7 @@ def _variant(preset: ARPreset, codebook_size: int, grid_size: int, bf16: bool):
     seq = torch.randint(config.image_offset, config.vocab_size, (cfg.batch_size, config.max_seq_len))
     autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
 
-    forward = torch.compile(model, dynamic=False) if cfg.compile else model  # compiled at the warm-up step
+    forward = training_forward(model, cfg)  # a compiled one compiles at the warm-up step
 
     def step() -> None:
         with autocast:

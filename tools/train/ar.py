@@ -10,6 +10,7 @@ step ``t`` are pure functions of (seed, t), and the checkpoint holds model, opti
 from __future__ import annotations
 
 import contextlib
+import functools
 from pathlib import Path
 
 import torch
@@ -80,6 +81,11 @@ def training_model(config, cfg) -> tuple[ARDecoder, torch.optim.Optimizer]:
     return model, optimizer
 
 
+def training_forward(model: ARDecoder, cfg) -> torch.nn.Module:
+    """What a training step calls: the decoder, or its ``torch.compile``d version when ``cfg.compile``."""
+    return torch.compile(model, dynamic=False) if cfg.compile else model
+
+
 def sequence_loss(config, cfg, logits: torch.Tensor, seq: torch.Tensor) -> tuple[torch.Tensor, dict]:
     """Next-token loss on what follows BOI. logits (B, T - 1, V) of seq (B, T)."""
     logits, targets = logits[:, config.prefix_len - 1:].float(), seq[:, config.prefix_len:]
@@ -128,7 +134,8 @@ def train_ar(preset: ARPreset, vq_dir: str | Path, images: torch.Tensor, caption
     device = accelerator.device
     autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if cfg.bf16 else contextlib.nullcontext())
 
-    compiled: dict = {}  # the compiled forward of the (accelerate-prepared) model, made on the first step
+    # Compiled once, on the first step, around the model accelerate prepared (the same object every step).
+    forward_of = functools.cache(lambda prepared: training_forward(prepared, cfg))
 
     def compute_loss(model, step, rank, world):
         idx = batch_indices(cfg.seed, step, len(codes), cfg.batch_size)
@@ -136,13 +143,8 @@ def train_ar(preset: ARPreset, vq_dir: str | Path, images: torch.Tensor, caption
         idx, drop = idx[rank::world], drop[rank::world] < cfg.caption_dropout
         prefix = torch.where(drop[:, None], null, prefixes[idx])
         seq = training_sequences(config, prefix, codes[idx]).to(device)
-        forward = model
-        if cfg.compile:
-            if "forward" not in compiled:
-                compiled["forward"] = torch.compile(model, dynamic=False)
-            forward = compiled["forward"]
         with autocast:
-            logits = forward(seq[:, :-1])
+            logits = forward_of(model)(seq[:, :-1])
         return sequence_loss(config, cfg, logits, seq)
 
     pipeline_dir = out_dir / "pipeline"
