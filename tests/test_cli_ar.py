@@ -207,7 +207,7 @@ BAD = [
     (["train", "ar", "--preset", "huge", "--vq", "{ckpt}/pipe/vq", "--data", "{tmp}", "--out", "{tmp}/o"],
      "AR preset must be one of"),
     (["train", "ar", "--vq", "{tmp}", "--data", "{tmp}", "--out", "{tmp}/o"], "has no config.json"),
-    (["train", "ar", "--vq", "{ckpt}/pipe/vq", "--data", "{tmp}", "--out", "{tmp}/o"], "train.json is missing"),
+    (["train", "ar", "--vq", "{ckpt}/pipe/vq", "--data", "{tmp}", "--out", "{tmp}/o"], "holds no images"),
 ]
 
 

@@ -1,6 +1,6 @@
 """The ``t2i`` command: argument parsing only; the work lives in the modules it calls.
 
-Each command group registers its own sub-parser next to its handlers (``world``, ``score``, ``train``,
+Each command group registers its own sub-parser next to its handlers (``world``, ``data``, ``score``, ``train``,
 ``evaluate``, ``generate``, ``edit``, ``export``, ``compare``, ``release``, ``bench``); what they share is in
 ``args``. Handlers import their libraries when they run, so ``t2i --help`` stays fast.
 
@@ -13,11 +13,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tools.cli import bench, compare, edit, evaluate, export, generate, release, score, train, world
+from tools.cli import bench, compare, data, edit, evaluate, export, generate, release, score, train, world
 from tools.cli.args import Parser
 
 # In the order of `t2i --help`.
-COMMAND_MODULES = (world, score, train, evaluate, generate, edit, export, compare, release, bench)
+COMMAND_MODULES = (world, data, score, train, evaluate, generate, edit, export, compare, release, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,9 +4,13 @@ the trainers in ``tools/train``."""
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from dataclasses import replace
 from pathlib import Path
 
-from tools.cli.args import Parser, UsageError, check_preset_file, existing_dir, print_json
+from tools.cli.args import (Parser, UsageError, check_preset_file, existing_dir, float_in, int_at_least,
+                            print_json)
 
 
 def register(sub) -> None:
@@ -51,11 +55,28 @@ def register(sub) -> None:
 
 
 def _add_run_arguments(p: argparse.ArgumentParser, result: str) -> None:
-    """--data, --out, --max-minutes and --resume: what every trainer takes."""
-    p.add_argument("--data", type=existing_dir, required=True, help="folder made by 't2i data make'")
+    """The data, the run folder and the overrides of the preset that every trainer takes."""
+    p.add_argument("--data", required=True,
+                   help="training data: a folder made by 't2i data make' or 't2i data convert'; an image folder with "
+                        "a metadata.jsonl of {\"file_name\", \"text\"} rows; a folder of images with same-named .txt "
+                        "captions; or webdataset shards (a .tar file, a brace pattern such as "
+                        "'shards/{00000..00009}.tar', a folder of .tar files; several joined by commas). Images are "
+                        "converted to RGB, resized on the shorter side and centre-cropped")
+    p.add_argument("--strict", action="store_true",
+                   help="stop at the first unusable sample instead of skipping it (skipped samples are listed in "
+                        "OUT/data.json)")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--max-minutes", type=float, help=f"stop (and write the {result}) after this many minutes")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.safetensors")
+    overrides = p.add_argument_group("overrides of the preset (the run records the effective one in "
+                                     "OUT/preset.json)")
+    overrides.add_argument("--batch-size", type=int_at_least(1), help="images per step")
+    overrides.add_argument("--lr", type=float_in("lr", 0, None, open_low=True), help="peak learning rate")
+    overrides.add_argument("--max-steps", type=int_at_least(1), help="training steps")
+    overrides.add_argument("--num-train", type=int_at_least(1), help="use at most this many training images")
+    overrides.add_argument("--image-size", type=int_at_least(8),
+                           help="image side in pixels (the data is fitted to it); for 'ar' and 'refiner' it must "
+                                "be the --vq tokenizer's")
 
 
 def _load_preset(cls, name: str):
@@ -65,30 +86,71 @@ def _load_preset(cls, name: str):
     return cls.from_name(name)
 
 
+def _with_train_overrides(preset, args):
+    """The preset with the command line's training overrides."""
+    fields = {name: getattr(args, name) for name in ("batch_size", "lr", "max_steps", "num_train")
+              if getattr(args, name) is not None}
+    return replace(preset, train=replace(preset.train, **fields)) if fields else preset
+
+
+def _with_image_size(preset, args, model=None):
+    """The preset with --image-size set on its model (VQ tokenizer, baseline), checked by the model's config."""
+    if args.image_size is None:
+        return preset
+    try:
+        return replace(preset, model=replace(model or preset.model, image_size=args.image_size))
+    except ValueError as e:
+        raise UsageError(f"--image-size: {e}") from None
+
+
+def _check_vq_size(args, vq_size: int) -> int:
+    if args.image_size is not None and args.image_size != vq_size:
+        raise UsageError(f"--image-size: the VQ tokenizer {str(args.vq)!r} takes {vq_size} px images, got "
+                         f"{args.image_size} (train a tokenizer at that size first)")
+    return vq_size
+
+
+def _read_data(args, image_size: int, num: int):
+    """The training images fitted to ``image_size`` and their captions; what was skipped is printed and kept in
+    OUT/data.json."""
+    from tools.sources import PREPROCESSING, read_images
+    from vq.pretrained import write_text
+
+    images, captions, report = read_images(args.data, image_size, num, strict=args.strict)
+    record = {"source": args.data, "image_size": image_size, "preprocessing": PREPROCESSING, **report.to_dict()}
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_text(args.out / "data.json", json.dumps(record, indent=2))
+    if record["skipped"]:
+        reasons = ", ".join(f"{n} {why}" for why, n in record["skipped_by_reason"].items())
+        print(f"skipped {record['skipped']} of {record['read']} samples ({reasons}); the list is in "
+              f"{args.out / 'data.json'}", file=sys.stderr)
+    return images, captions
+
+
+def _vq_size(vq_dir: Path) -> int:
+    for name in ("config.json", "model.safetensors"):
+        if not (vq_dir / name).is_file():
+            raise UsageError(f"--vq: {str(vq_dir)!r} has no {name}; give the model folder written by 't2i train vq'")
+    return json.loads((vq_dir / "config.json").read_text())["image_size"]
+
+
 def cmd_train_vq(args) -> None:
-    from tools.shards import read_split
     from tools.train.config import VQPreset
     from tools.train.vq import train_vq
 
-    preset = _load_preset(VQPreset, args.preset)
-    images, _ = read_split(args.data, "train", preset.train.num_train)
-    if images.shape[-1] != preset.model.image_size:
-        raise UsageError(f"--data: images are {images.shape[-1]} px but preset {args.preset!r} expects "
-                         f"{preset.model.image_size} px (make the data with the same --preset)")
+    preset = _with_image_size(_with_train_overrides(_load_preset(VQPreset, args.preset), args), args)
+    images, _ = _read_data(args, preset.model.image_size, preset.train.num_train)
     model_dir = train_vq(preset, images, args.out, max_minutes=args.max_minutes, resume=args.resume)
     print_json({"model": str(model_dir)})
 
 
 def cmd_train_ar(args) -> None:
-    from tools.shards import read_split
     from tools.train.ar import train_ar
     from tools.train.config import ARPreset
 
-    preset = _load_preset(ARPreset, args.preset)
-    for name in ("config.json", "model.safetensors"):
-        if not (args.vq / name).is_file():
-            raise UsageError(f"--vq: {str(args.vq)!r} has no {name}; give the model folder written by 't2i train vq'")
-    images, captions = read_split(args.data, "train", preset.train.num_train)
+    preset = _with_train_overrides(_load_preset(ARPreset, args.preset), args)
+    size = _check_vq_size(args, _vq_size(args.vq))
+    images, captions = _read_data(args, size, preset.train.num_train)
     pipeline_dir = train_ar(preset, args.vq, images, captions, args.out, max_minutes=args.max_minutes,
                             resume=args.resume)
     print_json({"pipeline": str(pipeline_dir)})
@@ -96,25 +158,24 @@ def cmd_train_ar(args) -> None:
 
 def cmd_train_diffusion(args) -> None:
     """``t2i train refiner`` and ``t2i train diffusion``."""
-    from tools.shards import read_split
     from tools.train.config import DiffusionPreset
     from tools.train.diffusion import baseline_conditions, refiner_conditions, train_diffusion
 
     kind = args.train_command  # "refiner" or "diffusion"
     check_preset_file(args.preset)
-    preset = DiffusionPreset.from_name(kind, args.preset)
-    images, captions = read_split(args.data, "train", preset.train.num_train)
+    preset = _with_train_overrides(DiffusionPreset.from_name(kind, args.preset), args)
     if kind == "refiner":
         from vq.model import VQModel
 
-        vq = VQModel.from_pretrained(args.vq)
-        if vq.config.image_size != images.shape[-1]:
-            raise UsageError(f"--vq: the tokenizer takes {vq.config.image_size} px images but --data holds "
-                             f"{images.shape[-1]} px")
-        conditions = refiner_conditions(vq, images, args.out)
+        size = _check_vq_size(args, _vq_size(args.vq))
+        preset = _with_image_size(preset, argparse.Namespace(image_size=size))
+        images, captions = _read_data(args, size, preset.train.num_train)
+        conditions = refiner_conditions(VQModel.from_pretrained(args.vq), images, args.out)
     else:
         from ar_model.text_tokenizer import CaptionTokenizer
 
+        preset = _with_image_size(preset, args)
+        images, captions = _read_data(args, preset.model.image_size, preset.train.num_train)
         tokenizer = CaptionTokenizer.from_pretrained(args.tokenizer)
         preset = preset.with_model(text_vocab_size=tokenizer.vocab_size)
         length = preset.model.max_caption_tokens

@@ -1,12 +1,10 @@
-"""``t2i render``, ``t2i data make`` and ``t2i prompts``: the scene world itself, no model involved."""
+"""``t2i render`` and ``t2i prompts``: the scene world itself, no model involved."""
 
 from __future__ import annotations
 
-import json
 import random
-from pathlib import Path
 
-from tools.cli.args import Parser, int_at_least, output_file, print_json
+from tools.cli.args import int_at_least, output_file, print_json
 from tools.world.config import PRESETS
 from tools.world.vocab import CATEGORIES
 
@@ -21,20 +19,6 @@ def register(sub) -> None:
     p.add_argument("--size", type=int_at_least(48), help="canvas side in pixels; overrides --preset")
     p.add_argument("--seed", type=int, default=0, help="seed for the unstated details (size, jitter, cells)")
     p.set_defaults(func=cmd_render)
-
-    data = sub.add_parser("data", help="make data sets", description="Make data sets of rendered scenes.")
-    data_sub = data.add_subparsers(dest="data_command", required=True, parser_class=Parser, metavar="ACTION")
-    p = data_sub.add_parser("make", help="write scenes as webdataset tar shards",
-                            description="Write NUM scenes (png + caption txt + scene json) as webdataset shards "
-                                        "and a manifest SPLIT.json in OUT; every file is written atomically.")
-    p.add_argument("--preset", choices=PRESETS, default="tiny", help="image size and word length (default: tiny)")
-    p.add_argument("--num", type=int_at_least(1), required=True, help="number of scenes")
-    p.add_argument("--out", type=Path, required=True, help="output folder (created if missing)")
-    p.add_argument("--seed", type=int, default=0, help="data seed (default: 0)")
-    p.add_argument("--split", choices=("train", "heldout"), default="train",
-                   help="train: training words; heldout: the held-out words, never in training (default: train)")
-    p.add_argument("--shard-size", type=int_at_least(1), default=1000, help="scenes per shard (default: 1000)")
-    p.set_defaults(func=cmd_data_make)
 
     p = sub.add_parser("prompts", help="print evaluation prompts",
                        description="Print evaluation prompts, one per line, from seeds apart from training data.")
@@ -60,16 +44,6 @@ def cmd_render(args) -> None:
     with atomic_path(args.out) as tmp:
         image.save(tmp, format="PNG")
     print_json({"image": str(args.out), "size": size, **verdict.to_dict()})
-
-
-def cmd_data_make(args) -> None:
-    from tools.shards import make_shards
-    from tools.world.config import WorldConfig
-
-    args.out.mkdir(parents=True, exist_ok=True)
-    manifest = make_shards(args.out, args.num, WorldConfig.from_preset(args.preset), seed=args.seed,
-                           split=args.split, shard_size=args.shard_size)
-    print_json({"manifest": str(manifest), **json.loads(manifest.read_text())})
 
 
 def cmd_prompts(args) -> None:

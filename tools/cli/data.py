@@ -1,0 +1,76 @@
+"""``t2i data make|inspect|convert``: data sets of rendered scenes, and a look at (or a copy of) one's own."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tools.cli.args import Parser, int_at_least, print_json
+from tools.world.config import PRESETS
+
+SOURCE_HELP = ("an image folder with a metadata.jsonl of {\"file_name\", \"text\"} rows; a folder of images with "
+               "same-named .txt captions; webdataset shards (a .tar file, a brace pattern such as "
+               "'shards/{00000..00009}.tar', a folder of .tar files; several joined by commas); or a folder made "
+               "by 't2i data make'")
+
+
+def register(sub) -> None:
+    data = sub.add_parser("data", help="make, inspect or convert data sets",
+                          description="Make data sets of rendered scenes, or inspect and convert your own.")
+    data_sub = data.add_subparsers(dest="data_command", required=True, parser_class=Parser, metavar="ACTION")
+    p = data_sub.add_parser("make", help="write scenes as webdataset tar shards",
+                            description="Write NUM scenes (png + caption txt + scene json) as webdataset shards "
+                                        "and a manifest SPLIT.json in OUT; every file is written atomically.")
+    p.add_argument("--preset", choices=PRESETS, default="tiny", help="image size and word length (default: tiny)")
+    p.add_argument("--num", type=int_at_least(1), required=True, help="number of scenes")
+    p.add_argument("--out", type=Path, required=True, help="output folder (created if missing)")
+    p.add_argument("--seed", type=int, default=0, help="data seed (default: 0)")
+    p.add_argument("--split", choices=("train", "heldout"), default="train",
+                   help="train: training words; heldout: the held-out words, never in training (default: train)")
+    p.add_argument("--shard-size", type=int_at_least(1), default=1000, help="scenes per shard (default: 1000)")
+    p.set_defaults(func=cmd_data_make)
+
+    p = data_sub.add_parser("inspect", help="count a data source's samples, sizes, captions and skips",
+                            description="Read a data source as the trainers would and print, as JSON, its kind, "
+                                        "how many samples it holds and how many training would skip (with each "
+                                        "skipped key and why), its image sizes and modes, and caption lengths.")
+    p.add_argument("source", help=SOURCE_HELP)
+    p.add_argument("--strict", action="store_true", help="stop at the first unusable sample")
+    p.set_defaults(func=cmd_data_inspect)
+
+    p = data_sub.add_parser("convert", help="write a data source as training shards",
+                            description="Fit every usable image of SOURCE to --image-size (RGB, shorter side "
+                                        "resized, centre crop) and write them with their captions as png + txt "
+                                        "webdataset shards and a manifest train.json (written last, with the skip "
+                                        "report) in OUT, for 't2i train ... --data OUT'.")
+    p.add_argument("source", help=SOURCE_HELP)
+    p.add_argument("--out", type=Path, required=True, help="output folder (created if missing)")
+    p.add_argument("--image-size", type=int_at_least(8), required=True, help="image side in pixels")
+    p.add_argument("--shard-size", type=int_at_least(1), default=1000, help="images per shard (default: 1000)")
+    p.add_argument("--strict", action="store_true", help="stop at the first unusable sample")
+    p.set_defaults(func=cmd_data_convert)
+
+
+def cmd_data_make(args) -> None:
+    from tools.shards import make_shards
+    from tools.world.config import WorldConfig
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    manifest = make_shards(args.out, args.num, WorldConfig.from_preset(args.preset), seed=args.seed,
+                           split=args.split, shard_size=args.shard_size)
+    print_json({"manifest": str(manifest), **json.loads(manifest.read_text())})
+
+
+def cmd_data_inspect(args) -> None:
+    from tools.sources import inspect_source
+
+    print_json(inspect_source(args.source, strict=args.strict))
+
+
+def cmd_data_convert(args) -> None:
+    from tools.sources import convert_source
+
+    manifest = convert_source(args.source, args.out, args.image_size, args.shard_size, strict=args.strict)
+    record = json.loads(manifest.read_text())
+    print_json({"manifest": str(manifest), "num": record["num"], "shards": len(record["shards"]),
+                "skipped": record["report"]["skipped"]})
