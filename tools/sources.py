@@ -217,6 +217,20 @@ def decode(raw: RawSample) -> tuple[Image.Image | None, str | None]:
     return image, None
 
 
+def _decoded(samples: Iterator[RawSample], report: SkipReport, strict: bool, bar) -> Iterator[tuple]:
+    """(raw sample, decoded image) for each usable sample; the others are counted in ``report``."""
+    with bar:
+        for raw in samples:
+            bar.update()
+            report.read += 1
+            image, reason = decode(raw)
+            if reason is not None:
+                report.skip(raw.key, reason, strict)
+                continue
+            report.kept += 1
+            yield raw, image
+
+
 def usable_samples(spec: str, image_size: int, report: SkipReport, strict: bool = False,
                    progress: bool = True, total: int | None = None) -> Iterator[tuple[str, Image.Image, str]]:
     """The usable samples of a source, in its order, as (key, RGB image fitted to ``image_size``, caption);
@@ -225,13 +239,8 @@ def usable_samples(spec: str, image_size: int, report: SkipReport, strict: bool 
     if made_at is not None and made_at != image_size:
         raise DataSourceError(f"--data: {spec!r} holds {made_at} px images but {image_size} px are needed "
                               "(make the data at that size)")
-    for raw in tqdm(samples, desc=f"reading {kind}", unit="image", total=total, disable=not progress):
-        report.read += 1
-        image, reason = decode(raw)
-        if reason is not None:
-            report.skip(raw.key, reason, strict)
-            continue
-        report.kept += 1
+    for raw, image in _decoded(samples, report, strict, tqdm(desc=f"reading {kind}", unit="image", total=total,
+                                                             disable=not progress)):
         yield raw.key, fit_image(image, image_size), raw.caption.strip()
     if not report.kept:
         raise DataSourceError(f"--data: no usable image in {spec!r} ({kind}; {report.read} samples read, "
@@ -288,13 +297,8 @@ def inspect_source(spec: str, strict: bool = False, progress: bool = True) -> di
     what training would skip."""
     kind, samples, made_at = describe(spec)
     report, sizes, modes, lengths = SkipReport(), Counter(), Counter(), []
-    for raw in tqdm(samples, desc=f"inspecting {kind}", unit="image", disable=not progress):
-        report.read += 1
-        image, reason = decode(raw)
-        if reason is not None:
-            report.skip(raw.key, reason, strict)
-            continue
-        report.kept += 1
+    for raw, image in _decoded(samples, report, strict, tqdm(desc=f"inspecting {kind}", unit="image",
+                                                             disable=not progress)):
         sizes[f"{image.width}x{image.height}"] += 1
         modes[image.mode] += 1
         lengths.append(len(raw.caption.strip()))
