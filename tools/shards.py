@@ -1,4 +1,5 @@
-"""Data sets as webdataset tar shards: ``make_shards`` writes them, ``load_shards`` streams them for training.
+"""Data sets as webdataset tar shards: ``make_shards`` writes them, ``load_shards`` streams them with their scenes
+(the trainers read them, like any other source, through ``tools.sources``).
 
 A data folder holds ``{split}-{k:05d}.tar`` shards (each sample: ``png``, ``txt`` caption, ``json`` scene) and
 ``{split}.json``, the manifest, written last. Each shard and the manifest are written atomically, and readers
@@ -13,7 +14,6 @@ import json
 import random
 from pathlib import Path
 
-import torch
 import webdataset as wds
 from PIL import Image
 from tqdm.auto import tqdm
@@ -112,21 +112,3 @@ def load_shards(data_dir: str | Path, split: str = "train", shuffle_buffer: int 
     if shuffle:
         dataset = dataset.shuffle(shuffle_buffer, rng=random.Random(seed))
     return dataset.map(_to_sample)
-
-
-def read_split(data_dir: str | Path, split: str, num: int) -> tuple[torch.Tensor, list[str]]:
-    """Up to ``num`` scenes of a split, in shard order: uint8 images (N, 3, S, S) and their captions.
-
-    For trainers that hold the whole (tiny) data set in memory; every process reads all of it and takes its
-    share of each batch.
-    """
-    images, captions = [], []
-    for sample in tqdm(load_shards(data_dir, split, split_by_node=False), desc="reading shards", unit="image",
-                       total=num):
-        images.append((sample["image"] * 255).round().to(torch.uint8))
-        captions.append(sample["caption"])
-        if len(images) >= num:
-            break
-    if not images:
-        raise ValueError(f"no images in the {split} shards of {str(data_dir)!r}")
-    return torch.stack(images), captions

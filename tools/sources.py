@@ -33,6 +33,8 @@ from braceexpand import braceexpand
 from PIL import Image, ImageOps
 from tqdm.auto import tqdm
 
+from tools.shards import png_bytes, read_manifest
+
 IMAGE_EXTENSIONS = ("png", "jpg", "jpeg", "webp")
 PREPROCESSING = "RGB; shorter side resized to the target size (bicubic), centre crop"
 SHOWN_SKIPS = 200  # keys listed in a report; the counts cover them all
@@ -77,10 +79,6 @@ class RawSample:
     caption: str | None
 
 
-def _read_bytes(path: Path):
-    return lambda: path.read_bytes()
-
-
 # --- the four kinds of source ----------------------------------------------------------------------------------
 
 def _image_files(folder: Path) -> list[Path]:
@@ -102,14 +100,14 @@ def _imagefolder(folder: Path) -> Iterator[RawSample]:
                                       f"got {line[:60]!r}")
             path = meta.parent / row["file_name"]
             text = row.get("text", row.get("caption"))
-            yield RawSample(str(path.relative_to(folder)), _read_bytes(path), text if isinstance(text, str) else None)
+            yield RawSample(str(path.relative_to(folder)), path.read_bytes, text if isinstance(text, str) else None)
 
 
 def _pairs(folder: Path, images: list[Path]) -> Iterator[RawSample]:
     for path in images:
         text_file = path.with_suffix(".txt")
         caption = text_file.read_text(encoding="utf-8", errors="replace") if text_file.is_file() else None
-        yield RawSample(str(path.relative_to(folder)), _read_bytes(path), caption)
+        yield RawSample(str(path.relative_to(folder)), path.read_bytes, caption)
 
 
 def _shard_sample(sample: dict) -> RawSample:
@@ -160,7 +158,7 @@ def _shard_urls(spec: str) -> list[str]:
 
 
 def _world_urls(folder: Path) -> tuple[list[str], int | None]:
-    manifest = json.loads((folder / "train.json").read_text())
+    manifest = read_manifest(folder)
     size = (manifest.get("world") or {}).get("image_size", manifest.get("image_size"))
     return [str(folder / name) for name in manifest["shards"]], size
 
@@ -263,7 +261,6 @@ def convert_source(spec: str, out_dir: str | Path, image_size: int, shard_size: 
                    progress: bool = True) -> Path:
     """Write a source's usable samples as our training shards (``png`` + ``txt``) and a ``train.json`` manifest
     (written last, with the skip report); returns the manifest's path."""
-    from tools.shards import png_bytes
     from vq.pretrained import atomic_path, write_text
 
     out_dir = Path(out_dir)

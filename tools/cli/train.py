@@ -93,21 +93,26 @@ def _with_train_overrides(preset, args):
     return replace(preset, train=replace(preset.train, **fields)) if fields else preset
 
 
-def _with_image_size(preset, args, model=None):
-    """The preset with --image-size set on its model (VQ tokenizer, baseline), checked by the model's config."""
-    if args.image_size is None:
+def _with_image_size(preset, size: int | None):
+    """The preset with its model's image size set (VQ tokenizer, refiner, baseline), checked by the model's config."""
+    if size is None:
         return preset
     try:
-        return replace(preset, model=replace(model or preset.model, image_size=args.image_size))
+        return replace(preset, model=replace(preset.model, image_size=size))
     except ValueError as e:
         raise UsageError(f"--image-size: {e}") from None
 
 
-def _check_vq_size(args, vq_size: int) -> int:
-    if args.image_size is not None and args.image_size != vq_size:
-        raise UsageError(f"--image-size: the VQ tokenizer {str(args.vq)!r} takes {vq_size} px images, got "
+def _vq_image_size(args) -> int:
+    """The image size of the --vq tokenizer, which --image-size, if given, must equal."""
+    for name in ("config.json", "model.safetensors"):
+        if not (args.vq / name).is_file():
+            raise UsageError(f"--vq: {str(args.vq)!r} has no {name}; give the model folder written by 't2i train vq'")
+    size = json.loads((args.vq / "config.json").read_text())["image_size"]
+    if args.image_size is not None and args.image_size != size:
+        raise UsageError(f"--image-size: the VQ tokenizer {str(args.vq)!r} takes {size} px images, got "
                          f"{args.image_size} (train a tokenizer at that size first)")
-    return vq_size
+    return size
 
 
 def _read_data(args, image_size: int, num: int):
@@ -127,18 +132,11 @@ def _read_data(args, image_size: int, num: int):
     return images, captions
 
 
-def _vq_size(vq_dir: Path) -> int:
-    for name in ("config.json", "model.safetensors"):
-        if not (vq_dir / name).is_file():
-            raise UsageError(f"--vq: {str(vq_dir)!r} has no {name}; give the model folder written by 't2i train vq'")
-    return json.loads((vq_dir / "config.json").read_text())["image_size"]
-
-
 def cmd_train_vq(args) -> None:
     from tools.train.config import VQPreset
     from tools.train.vq import train_vq
 
-    preset = _with_image_size(_with_train_overrides(_load_preset(VQPreset, args.preset), args), args)
+    preset = _with_image_size(_with_train_overrides(_load_preset(VQPreset, args.preset), args), args.image_size)
     images, _ = _read_data(args, preset.model.image_size, preset.train.num_train)
     model_dir = train_vq(preset, images, args.out, max_minutes=args.max_minutes, resume=args.resume)
     print_json({"model": str(model_dir)})
@@ -149,7 +147,7 @@ def cmd_train_ar(args) -> None:
     from tools.train.config import ARPreset
 
     preset = _with_train_overrides(_load_preset(ARPreset, args.preset), args)
-    size = _check_vq_size(args, _vq_size(args.vq))
+    size = _vq_image_size(args)
     images, captions = _read_data(args, size, preset.train.num_train)
     pipeline_dir = train_ar(preset, args.vq, images, captions, args.out, max_minutes=args.max_minutes,
                             resume=args.resume)
@@ -167,14 +165,14 @@ def cmd_train_diffusion(args) -> None:
     if kind == "refiner":
         from vq.model import VQModel
 
-        size = _check_vq_size(args, _vq_size(args.vq))
-        preset = _with_image_size(preset, argparse.Namespace(image_size=size))
+        size = _vq_image_size(args)
+        preset = _with_image_size(preset, size)
         images, captions = _read_data(args, size, preset.train.num_train)
         conditions = refiner_conditions(VQModel.from_pretrained(args.vq), images, args.out)
     else:
         from ar_model.text_tokenizer import CaptionTokenizer
 
-        preset = _with_image_size(preset, args)
+        preset = _with_image_size(preset, args.image_size)
         images, captions = _read_data(args, preset.model.image_size, preset.train.num_train)
         tokenizer = CaptionTokenizer.from_pretrained(args.tokenizer)
         preset = preset.with_model(text_vocab_size=tokenizer.vocab_size)
