@@ -15,6 +15,7 @@ from ar_model.sequence import caption_prefixes, null_prefixes
 from ar_model.text_tokenizer import CaptionTokenizer, spell_words
 from tools.train.ar import train_ar
 from tools.train.config import ARPreset
+from vq.model import VQModel
 from vq.pretrained import CheckpointError
 
 from .conftest import CAPTIONS, SMALL
@@ -344,3 +345,42 @@ def test_resumed_run_repeats_the_losses(training_data, tmp_path):
     assert training["steps"] == 12 and training["train_seconds"] > 0  # both process starts counted
     with pytest.raises(ValueError, match="exists"):
         train_ar(preset, folder / "vq", images, captions, tmp_path / "full", progress=False)
+
+
+def test_warm_start_continues_the_weights_and_counts_their_time(training_data, tmp_path):
+    """--init-from: the run starts from the pipeline's decoder, VQ and caption tokenizer (the first loss is the
+    trained model's, far below a fresh one's), with a fresh optimizer; training.json says where it started and
+    its train_seconds include the weights' own."""
+    folder, images, captions = training_data
+    first = train_ar(tiny_preset(max_steps=60), folder / "vq", images, captions, tmp_path / "first", progress=False)
+    trained_loss = losses(tmp_path / "first" / "metrics.jsonl")[-1][1]
+    prior = json.loads((tmp_path / "first" / "training.json").read_text())
+    train_ar(tiny_preset(max_steps=3), None, images, captions, tmp_path / "warm", progress=False, init_from=first)
+    warm = losses(tmp_path / "warm" / "metrics.jsonl")
+    assert warm[0][1] < 2 * trained_loss + 0.05, (warm, trained_loss)
+    fresh_first = losses(tmp_path / "first" / "metrics.jsonl")[0][1]
+    assert warm[0][1] < fresh_first / 5, (warm, fresh_first)
+    record = json.loads((tmp_path / "warm" / "training.json").read_text())
+    assert record["init_from"] == {"path": str(first), "steps": 60, "train_seconds": prior["train_seconds"]}
+    assert record["steps"] == 3 and record["train_seconds"] > prior["train_seconds"]
+    # The tokenizers are the pipeline's, not retrained on the new captions.
+    assert (tmp_path / "warm" / "caption_tokenizer" / "spiece.model").read_bytes() == \
+        (first / "caption_tokenizer" / "spiece.model").read_bytes()
+
+
+def test_warm_start_refuses_another_shape_or_vq(training_data, tmp_path, pipe):
+    folder, images, captions = training_data
+    first = train_ar(tiny_preset(max_steps=2), folder / "vq", images, captions, tmp_path / "first", progress=False)
+    wider = ARPreset.from_dict({"model": {"max_caption_tokens": 64, **SMALL, "dim": 64},
+                                "train": tiny_preset(max_steps=2).train.to_dict()})
+    with pytest.raises(ValueError, match=r"--init-from: the decoder there does not have the preset's shape.*'dim': "
+                                         r"\(32, 64\)"):
+        train_ar(wider, None, images, captions, tmp_path / "wider", progress=False, init_from=first)
+    other = VQModel(pipe.vq.config)  # same shape, other weights
+    other.save_pretrained(tmp_path / "other-vq")
+    with pytest.raises(ValueError, match="--vq: .* is not the VQ tokenizer of the --init-from pipeline"):
+        train_ar(tiny_preset(max_steps=2), tmp_path / "other-vq", images, captions, tmp_path / "v", progress=False,
+                 init_from=first)
+    (tmp_path / "first" / "training.json").unlink()
+    with pytest.raises(ValueError, match="--init-from: found no training.json with train_seconds"):
+        train_ar(tiny_preset(max_steps=2), None, images, captions, tmp_path / "n", progress=False, init_from=first)

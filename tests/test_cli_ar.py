@@ -208,6 +208,14 @@ BAD = [
      "AR preset must be one of"),
     (["train", "ar", "--vq", "{tmp}", "--data", "{tmp}", "--out", "{tmp}/o"], "has no config.json"),
     (["train", "ar", "--vq", "{ckpt}/pipe/vq", "--data", "{tmp}", "--out", "{tmp}/o"], "holds no images"),
+    (["train", "ar", "--data", "{tmp}", "--out", "{tmp}/o"], "give --vq (the VQ tokenizer"),
+    (["train", "ar", "--init-from", "{tmp}", "--data", "{tmp}", "--out", "{tmp}/o"],
+     "--init-from: '{tmp}' is neither a model folder (config.json + model.safetensors) nor a pipeline folder with a "
+     "decoder/ model"),
+    (["train", "ar", "--init-from", "{ckpt}/pipe", "--data", "{tmp}", "--out", "{tmp}/o"],
+     "--init-from: found no training.json with train_seconds for"),
+    (["train", "diffusion", "--init-from", "{ckpt}/pipe", "--tokenizer", "{ckpt}/pipe/caption_tokenizer", "--data",
+      "{tmp}", "--out", "{tmp}/o"], "nor a pipeline folder with a baseline/ model"),
 ]
 
 

@@ -1,6 +1,7 @@
 """Refiner, diffusion baseline, their pipelines and trainer, on tiny diffusers UNets (seconds on a CPU)."""
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -383,3 +384,24 @@ def test_every_preset_rejects_unknown_keys(load):
         load({"modle": {}, "train": {}})
     with pytest.raises(ValueError, match="batch_size must be a positive integer, got 0"):
         load({"train": {"batch_size": 0}})
+
+
+@pytest.mark.parametrize("kind", ["refiner", "baseline"])
+def test_warm_start_continues_the_weights_and_counts_their_time(kind, tmp_path):
+    preset, images, conditions = diffusion_training(kind, max_steps=40)
+    train_diffusion(preset, images, conditions, tmp_path / "first", progress=False)
+    first = logged(tmp_path / "first")
+    prior = json.loads((tmp_path / "first" / "training.json").read_text())
+    short = replace(preset, train=replace(preset.train, max_steps=4, lr=1e-5))
+    train_diffusion(short, images, conditions, tmp_path / "fresh", progress=False)
+    train_diffusion(short, images, conditions, tmp_path / "warm", progress=False, init_from=tmp_path / "first" / "model")
+    # The same batches, timesteps and noise (functions of seed and step): the warm start's loss is the trained one's.
+    warm, fresh = (sum(r["loss"] for r in logged(tmp_path / name)) for name in ("warm", "fresh"))
+    assert warm < fresh / 2, (warm, fresh, first[-1])
+    record = json.loads((tmp_path / "warm" / "training.json").read_text())
+    assert record["init_from"]["train_seconds"] == prior["train_seconds"] < record["train_seconds"]
+    model_cls = Refiner if kind == "refiner" else DiffusionBaseline
+    assert model_cls.from_pretrained(tmp_path / "warm" / "model").config == \
+        model_cls.from_pretrained(tmp_path / "first" / "model").config  # the refiner's residual scale kept
+    with pytest.raises(ValueError, match="--init-from: .* is neither a model folder"):
+        train_diffusion(short, images, conditions, tmp_path / "x", progress=False, init_from=tmp_path)

@@ -34,7 +34,13 @@ def register(sub) -> None:
                                          "pipeline folder OUT/pipeline. Run it under 'accelerate launch' for "
                                          "several processes.")
     p.add_argument("--preset", default="tiny", help="a preset name from configs/ar (tiny, small, base) or a JSON file")
-    p.add_argument("--vq", type=existing_dir, required=True, help="VQ model folder (written by 't2i train vq')")
+    p.add_argument("--vq", type=existing_dir,
+                   help="VQ model folder (written by 't2i train vq'); required unless --init-from, whose VQ is used")
+    p.add_argument("--init-from", type=existing_dir,
+                   help="warm start: a pipeline folder (e.g. checkpoints/tiny or RUN/pipeline) whose decoder weights, "
+                        "VQ and caption tokenizers the run starts from, with a fresh optimizer and the preset's "
+                        "schedule; its training seconds count towards the run's (unlike --resume, which continues "
+                        "the same run exactly)")
     _add_run_arguments(p, "pipeline")
     p.set_defaults(func=cmd_train_ar)
 
@@ -50,6 +56,11 @@ def register(sub) -> None:
         else:
             p.add_argument("--tokenizer", type=existing_dir, required=True,
                            help="caption tokenizer folder of the AR run (e.g. runs/ar-tiny/caption_tokenizer)")
+        p.add_argument("--init-from", type=existing_dir,
+                       help=f"warm start: a model folder, or a release folder holding "
+                            f"{'refiner' if name == 'refiner' else 'baseline'}/, whose weights the run starts from "
+                            f"with a fresh optimizer and the preset's schedule; its training seconds count towards "
+                            f"the run's")
         _add_run_arguments(p, "model")
         p.set_defaults(func=cmd_train_diffusion)
 
@@ -103,16 +114,31 @@ def _with_image_size(preset, size: int | None):
         raise UsageError(f"--image-size: {e}") from None
 
 
-def _vq_image_size(args) -> int:
-    """The image size of the --vq tokenizer, which --image-size, if given, must equal."""
+def _vq_image_size(args, vq: Path) -> int:
+    """The image size of the VQ tokenizer in ``vq`` (--vq's, or that of --init-from), which --image-size, if
+    given, must equal."""
     for name in ("config.json", "model.safetensors"):
-        if not (args.vq / name).is_file():
-            raise UsageError(f"--vq: {str(args.vq)!r} has no {name}; give the model folder written by 't2i train vq'")
-    size = json.loads((args.vq / "config.json").read_text())["image_size"]
+        if not (vq / name).is_file():
+            raise UsageError(f"--vq: {str(vq)!r} has no {name}; give the model folder written by 't2i train vq'")
+    size = json.loads((vq / "config.json").read_text())["image_size"]
     if args.image_size is not None and args.image_size != size:
-        raise UsageError(f"--image-size: the VQ tokenizer {str(args.vq)!r} takes {size} px images, got "
+        raise UsageError(f"--image-size: the VQ tokenizer {str(vq)!r} takes {size} px images, got "
                          f"{args.image_size} (train a tokenizer at that size first)")
     return size
+
+
+def _check_init_from(args, component: str, record_key: str) -> None:
+    """--init-from names trained weights with a record of their training time: checked before any file is
+    written (the trainer then checks their shape against the preset)."""
+    from tools.train.init import model_folder, prior_training
+
+    if args.init_from is None:
+        return
+    try:
+        model_folder(args.init_from, component)
+        prior_training(args.init_from, record_key)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
 
 
 def _read_data(args, image_size: int, num: int):
@@ -147,10 +173,19 @@ def cmd_train_ar(args) -> None:
     from tools.train.config import ARPreset
 
     preset = _with_train_overrides(_load_preset(ARPreset, args.preset), args)
-    size = _vq_image_size(args)
+    if args.vq is None and args.init_from is None:
+        raise UsageError("give --vq (the VQ tokenizer the decoder writes codes of) or --init-from (a pipeline "
+                         "folder to start from, whose VQ is used)")
+    _check_init_from(args, "decoder", "ar")
+    size = _vq_image_size(args, args.vq or args.init_from / "vq")
     images, captions = _read_data(args, size, preset.train.num_train)
-    pipeline_dir = train_ar(preset, args.vq, images, captions, args.out, max_minutes=args.max_minutes,
-                            resume=args.resume)
+    try:
+        pipeline_dir = train_ar(preset, args.vq, images, captions, args.out, max_minutes=args.max_minutes,
+                                resume=args.resume, init_from=args.init_from)
+    except ValueError as e:
+        if not str(e).startswith(("--init-from", "--vq")):
+            raise
+        raise UsageError(str(e)) from None
     print_json({"pipeline": str(pipeline_dir)})
 
 
@@ -161,11 +196,12 @@ def cmd_train_diffusion(args) -> None:
 
     kind = args.train_command  # "refiner" or "diffusion"
     check_preset_file(args.preset)
+    _check_init_from(args, *(("refiner", "refiner") if kind == "refiner" else ("baseline", "baseline")))
     preset = _with_train_overrides(DiffusionPreset.from_name(kind, args.preset), args)
     if kind == "refiner":
         from vq.model import VQModel
 
-        size = _vq_image_size(args)
+        size = _vq_image_size(args, args.vq)
         preset = _with_image_size(preset, size)
         images, captions = _read_data(args, size, preset.train.num_train)
         conditions = refiner_conditions(VQModel.from_pretrained(args.vq), images, args.out)
@@ -181,6 +217,11 @@ def cmd_train_diffusion(args) -> None:
             conditions = baseline_conditions(tokenizer, captions, length, args.out)
         except ValueError as e:
             raise UsageError(f"--preset: training {e} (max_caption_tokens {length})") from None
-    model_dir = train_diffusion(preset, images, conditions, args.out, max_minutes=args.max_minutes,
-                                resume=args.resume)
+    try:
+        model_dir = train_diffusion(preset, images, conditions, args.out, max_minutes=args.max_minutes,
+                                    resume=args.resume, init_from=args.init_from)
+    except ValueError as e:
+        if not str(e).startswith("--init-from"):
+            raise
+        raise UsageError(str(e)) from None
     print_json({"model": str(model_dir)})

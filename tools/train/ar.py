@@ -27,6 +27,7 @@ from vq.model import VQModel
 from vq.pretrained import atomic_path
 
 from .config import ARPreset
+from .init import InitRecord, load_init_weights, prior_training
 from .loop import RunOptions, TrainTask, batch_indices, open_run, step_generator, train_loop
 
 TOKENS_NAME = "tokens.safetensors"
@@ -43,11 +44,13 @@ def encode_images(vq: VQModel, images: torch.Tensor, batch_size: int = 256, prog
 
 
 def prepare_data(preset: ARPreset, vq: VQModel, images: torch.Tensor, captions: list[str], out_dir: Path,
-                 progress: bool = True) -> None:
-    """Train the caption tokenizer and encode the data; both written atomically into ``out_dir``."""
+                 progress: bool = True, tokenizer: CaptionTokenizer | None = None) -> None:
+    """Train the caption tokenizer (unless ``tokenizer`` is given: a warm start keeps its own) and encode the
+    data; both written atomically into ``out_dir``."""
     cfg = preset.train
     max_tokens = preset.model.max_caption_tokens
-    tokenizer = CaptionTokenizer.train(captions, cfg.text_vocab_size, max_tokens)
+    if tokenizer is None:
+        tokenizer = CaptionTokenizer.train(captions, cfg.text_vocab_size, max_tokens)
     pieces = []
     for row, text in enumerate(captions):
         try:
@@ -103,22 +106,43 @@ def sequence_loss(config, cfg, logits: torch.Tensor, seq: torch.Tensor) -> tuple
     return loss, fields
 
 
-def train_ar(preset: ARPreset, vq_dir: str | Path, images: torch.Tensor, captions: list[str], out_dir: str | Path,
-             max_minutes: float | None = None, resume: bool = False, stop_after: int | None = None,
-             progress: bool = True) -> Path:
+def _warm_start(init_from: Path, vq_dir: str | Path | None) -> tuple[TextToImage, VQModel, InitRecord]:
+    """The pipeline a warm start continues, the VQ tokenizer the run encodes with (the pipeline's; a ``vq_dir``
+    given as well must hold the same weights) and what the decoder had cost."""
+    init = TextToImage.from_pretrained(init_from)
+    if vq_dir is not None:
+        given = VQModel.from_pretrained(vq_dir, dtype=torch.float32)
+        if given.config != init.vq.config or any(not torch.equal(a, b) for a, b in
+                                                 zip(given.state_dict().values(), init.vq.state_dict().values())):
+            raise ValueError(f"--vq: {str(vq_dir)!r} is not the VQ tokenizer of the --init-from pipeline "
+                             f"{str(init_from)!r}; its decoder reads that one's codes (leave --vq out to use it)")
+    return init, init.vq, prior_training(Path(init_from), "ar")
+
+
+def train_ar(preset: ARPreset, vq_dir: str | Path | None, images: torch.Tensor, captions: list[str],
+             out_dir: str | Path, max_minutes: float | None = None, resume: bool = False,
+             stop_after: int | None = None, progress: bool = True, init_from: str | Path | None = None) -> Path:
     """Train on ``images`` (uint8 (N, 3, S, S)) and their ``captions``; writes the pipeline to
-    ``out_dir/pipeline`` and returns its path. ``stop_after`` ends the run after that many steps as if killed."""
+    ``out_dir/pipeline`` and returns its path. ``stop_after`` ends the run after that many steps as if killed.
+    ``init_from`` (a pipeline folder) warm-starts the decoder from its weights, with its VQ and caption
+    tokenizers (``tools.train.init``); ``vq_dir`` may then be None."""
     cfg = preset.train
+    if vq_dir is None and init_from is None:
+        raise ValueError("give the VQ tokenizer (vq_dir) or a pipeline to start from (init_from)")
+    init, init_record = None, None
+    if init_from is not None:
+        init, vq, init_record = _warm_start(Path(init_from), vq_dir)
     run = open_run(out_dir, RunOptions(max_minutes, resume, stop_after, progress))
     accelerator, out_dir = run.accelerator, run.out_dir
     if len(images) != len(captions):
         raise ValueError(f"got {len(images)} images but {len(captions)} captions")
-    vq = VQModel.from_pretrained(vq_dir)
+    if init is None:
+        vq = VQModel.from_pretrained(vq_dir)
     if tuple(images.shape[1:]) != (3, vq.config.image_size, vq.config.image_size) or images.dtype != torch.uint8:
         raise ValueError(f"images must be uint8 (N, 3, {vq.config.image_size}, {vq.config.image_size}) for the "
                          f"VQ tokenizer in {str(vq_dir)!r}, got {images.dtype} {tuple(images.shape)}")
     if accelerator.is_main_process and not (out_dir / "caption_tokenizer").is_dir():
-        prepare_data(preset, vq, images, captions, out_dir, progress)
+        prepare_data(preset, vq, images, captions, out_dir, progress, init.caption_tokenizer if init else None)
     accelerator.wait_for_everyone()
     tokenizer = CaptionTokenizer.from_pretrained(out_dir / "caption_tokenizer")
     data = load_file(str(out_dir / TOKENS_NAME))
@@ -131,6 +155,8 @@ def train_ar(preset: ARPreset, vq_dir: str | Path, images: torch.Tensor, caption
 
     set_seed(cfg.seed)
     model, optimizer = training_model(config, cfg)
+    if init is not None:  # a resumed run then loads its checkpoint over these
+        load_init_weights(model, init.decoder, "decoder")
     device = accelerator.device
     autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if cfg.bf16 else contextlib.nullcontext())
 
@@ -150,5 +176,5 @@ def train_ar(preset: ARPreset, vq_dir: str | Path, images: torch.Tensor, caption
     pipeline_dir = out_dir / "pipeline"
     train_loop(run, model, optimizer, cfg, TrainTask(
         "train ar", {"model": config.to_dict(), "train": cfg.to_dict()}, compute_loss,
-        lambda m: TextToImage(vq, tokenizer, m).save_pretrained(pipeline_dir)))
+        lambda m: TextToImage(vq, tokenizer, m).save_pretrained(pipeline_dir), init=init_record))
     return pipeline_dir

@@ -27,9 +27,11 @@ from vq.model import VQModel
 from vq.pretrained import atomic_path
 
 from .config import DiffusionPreset
+from .init import load_init_weights, model_folder, prior_training
 from .loop import RunOptions, TrainTask, batch_indices, open_run, step_generator, train_loop
 
 MODELS = {"refiner": Refiner, "diffusion": DiffusionBaseline}
+COMPONENTS = {"refiner": "refiner", "diffusion": "baseline"}  # their folders (and training.json keys) in a release
 
 
 CONDITIONS_NAME = "conditions.safetensors"
@@ -67,16 +69,23 @@ def baseline_conditions(tokenizer: CaptionTokenizer, captions: list[str], max_to
 
 def train_diffusion(preset: DiffusionPreset, images: torch.Tensor, conditions: torch.Tensor, out_dir: str | Path,
                     max_minutes: float | None = None, resume: bool = False, stop_after: int | None = None,
-                    progress: bool = True) -> Path:
+                    progress: bool = True, init_from: str | Path | None = None) -> Path:
     """Train a refiner (``conditions``: uint8 VQ reconstructions (N, 3, S, S)) or a baseline (``conditions``:
     caption ids (N, L), kind "diffusion", its preset's ``text_vocab_size`` that of their tokenizer) on uint8
-    ``images`` (N, 3, S, S). Writes ``out_dir/model`` and returns its path."""
+    ``images`` (N, 3, S, S). Writes ``out_dir/model`` and returns its path. ``init_from`` (a model folder, or a
+    pipeline/release folder holding one) warm-starts from its weights (``tools.train.init``)."""
     cfg = preset.train
     model_cls = MODELS[preset.kind]
+    init, init_record = None, None
+    if init_from is not None:
+        init = model_cls.from_pretrained(model_folder(Path(init_from), COMPONENTS[preset.kind]), dtype=torch.float32)
+        init_record = prior_training(Path(init_from), COMPONENTS[preset.kind])
     if preset.kind == "refiner":  # what it learns to remove is all it may be asked to remove
         preset = preset.with_model(max_strength=cfg.timestep_fraction)
+        if init is not None and preset.model.target == "residual":  # the scale its weights were trained with
+            preset = preset.with_model(residual_scale=init.config.residual_scale)
         # Measured on the data once; a resumed run keeps the scale its weights were trained with.
-        if preset.model.target == "residual":
+        elif preset.model.target == "residual":
             saved = Path(out_dir) / "preset.json"
             saved_scale = json.loads(saved.read_text())["model"].get("residual_scale") \
                 if resume and saved.is_file() else None
@@ -90,6 +99,8 @@ def train_diffusion(preset: DiffusionPreset, images: torch.Tensor, conditions: t
     run = open_run(out_dir, RunOptions(max_minutes, resume, stop_after, progress))
     set_seed(cfg.seed)
     model = model_cls(config)
+    if init is not None:  # a resumed run then loads its checkpoint over these
+        load_init_weights(model, init, COMPONENTS[preset.kind])
     scheduler = make_training_scheduler(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     device, size, base = run.accelerator.device, config.image_size, model
@@ -116,5 +127,5 @@ def train_diffusion(preset: DiffusionPreset, images: torch.Tensor, conditions: t
     model_dir = run.out_dir / "model"
     train_loop(run, model, optimizer, cfg, TrainTask(
         f"train {preset.kind}", {"kind": preset.kind, "model": config.to_dict(), "train": cfg.to_dict()},
-        compute_loss, lambda m: m.save_pretrained(model_dir)))
+        compute_loss, lambda m: m.save_pretrained(model_dir), init=init_record))
     return model_dir

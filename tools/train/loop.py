@@ -26,6 +26,7 @@ from vq.pretrained import write_text
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
+from .init import InitRecord
 
 logger = logging.getLogger(__name__)
 CHECKPOINT_NAME = "checkpoint.safetensors"
@@ -124,6 +125,7 @@ class TrainTask:
     compute_loss: Callable[[torch.nn.Module, int, int, int], tuple[torch.Tensor, dict]]
     save_final: Callable[[torch.nn.Module], None]
     log_fields: Callable[[], dict] | None = None
+    init: InitRecord | None = None
 
 
 def open_run(out_dir: str | Path, options: RunOptions) -> Run:
@@ -149,7 +151,7 @@ def train_loop(run: Run, model: torch.nn.Module, optimizer: torch.optim.Optimize
     accelerator, ckpt_path, options = run.accelerator, run.ckpt_path, run.options
     out_dir = run.out_dir
     metrics_file = out_dir / "metrics.jsonl"
-    step, clock = 0, RunClock()
+    step, clock = 0, RunClock(task.init.train_seconds if task.init else 0.0)
     if options.resume and ckpt_path.exists():
         metadata = load_checkpoint(ckpt_path, model, optimizer)
         step, clock = metadata["step"], RunClock.resumed(metadata, metrics_file, cfg.batch_size)
@@ -197,8 +199,10 @@ def train_loop(run: Run, model: torch.nn.Module, optimizer: torch.optim.Optimize
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         save_checkpoint(ckpt_path, unwrapped, optimizer, step, extra=clock.extra())
-        write_text(out_dir / "training.json", json.dumps({"steps": step, "processes": world, **clock.extra()},
-                                                         indent=2))
+        record = {"steps": step, "processes": world, **clock.extra()}
+        if task.init is not None:  # train_seconds counts the warm start's own training too
+            record["init_from"] = task.init.to_dict()
+        write_text(out_dir / "training.json", json.dumps(record, indent=2))
         task.save_final(unwrapped)
     accelerator.wait_for_everyone()
     return step >= cfg.max_steps
