@@ -1,8 +1,10 @@
 """The caption tokenizer: sentencepiece (BPE, byte fallback) trained on the world's captions.
 
 Rendered words reach the model letter by letter: before encoding, every run of two or more upper-case letters
-is spelled out ("the word CAT" -> "the word C A T"), and each "▁A" ... "▁Z" is a piece of its own, so a word
-never seen in training is spelled with the same pieces as the ones that were. Normalisation is documented and
+is spelled out ("the word CAT" -> "the word C A T"), and so is text in double quotes, whatever its case, each
+of its words between quote marks of its own (a sign that says "Open now" -> a sign that says " O p e n " " n o
+w "), so a word never seen in training is spelled with the same pieces as the ones that were; each "▁A" ...
+"▁Z" is a piece of its own. Normalisation is documented and
 checked, never silent: surrounding blanks are stripped and inner runs of blanks become one space; an empty
 prompt, a character outside printable ASCII, or a prompt longer than ``max_tokens`` pieces is an error.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -23,11 +26,27 @@ MODEL_NAME = "spiece.model"
 CONFIG_NAME = "tokenizer_config.json"
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _UPPER_RUN = re.compile(r"[A-Z]{2,}")
+_QUOTED = re.compile(r'"([^"]*)"')
+# Pieces sentencepiece needs besides one per distinct character: 256 byte pieces (byte fallback), unk, and
+# the 26 letter pieces.
+_FIXED_PIECES = 256 + 1 + len(LETTERS)
+_LETTER_PIECE = re.compile("\u2581[A-Z]")
 
 
 def spell_words(text: str) -> str:
-    """'the word CAT' -> 'the word C A T'."""
-    return _UPPER_RUN.sub(lambda m: " ".join(m.group()), text)
+    """'the word CAT' -> 'the word C A T'; 'says "Hi there"' -> 'says " H i " " t h e r e "'."""
+    parts = _QUOTED.split(text)  # odd indices: the text between a pair of quote marks
+    return "".join(" ".join(f'" {" ".join(word)} "' for word in part.split()) if i % 2
+                   else _UPPER_RUN.sub(lambda m: " ".join(m.group()), part) for i, part in enumerate(parts))
+
+
+def min_vocab_size(captions: Iterable[str]) -> int:
+    """The smallest vocabulary sentencepiece can train on these captions: the fixed pieces and one piece per
+    distinct character of the spelled captions outside the letter pieces (the word-start mark included)."""
+    chars = set()
+    for caption in captions:
+        chars.update(_LETTER_PIECE.sub("", "\u2581" + "\u2581".join(spell_words(caption).split())))
+    return _FIXED_PIECES + len(chars)
 
 
 class CaptionTokenizer:
@@ -42,6 +61,15 @@ class CaptionTokenizer:
 
     @classmethod
     def train(cls, captions: Iterable[str], vocab_size: int, max_tokens: int) -> "CaptionTokenizer":
+        """Train on ``captions``. A ``vocab_size`` below what they need (``min_vocab_size``: one piece per
+        distinct character besides the fixed pieces) is raised to that minimum, with a warning that says so."""
+        captions = list(captions)
+        needed = min_vocab_size(captions)
+        if vocab_size < needed:
+            warnings.warn(f"caption tokenizer: vocab_size {vocab_size} is too small for these captions; using "
+                          f"{needed}, the minimum ({_FIXED_PIECES} fixed pieces and {needed - _FIXED_PIECES} "
+                          f"distinct characters)", stacklevel=2)
+            vocab_size = needed
         buf = io.BytesIO()
         spm.SentencePieceTrainer.train(
             sentence_iterator=(spell_words(c) for c in captions), model_writer=buf, vocab_size=vocab_size,

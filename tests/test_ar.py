@@ -12,7 +12,7 @@ from ar_model.model import ARDecoder
 from ar_model.pipeline import TextToImage
 from ar_model.sampling import SamplingConfig, filter_logits
 from ar_model.sequence import caption_prefixes, null_prefixes
-from ar_model.text_tokenizer import CaptionTokenizer, spell_words
+from ar_model.text_tokenizer import CaptionTokenizer, min_vocab_size, spell_words
 from tools.train.ar import train_ar
 from tools.train.config import ARPreset
 from vq.model import VQModel
@@ -146,6 +146,34 @@ def test_words_are_spelled_letter_by_letter(tokenizer):
     assert pieces[-4:] == ["\u2581Q", "\u2581U", "\u2581I", "\u2581Z"]  # unseen word, letters as pieces
     assert tokenizer.decode(tokenizer.encode("a red circle")) == "a red circle"
     assert tokenizer.encode("  a   red\tcircle ") == tokenizer.encode("a red circle")
+
+
+def test_quoted_text_is_spelled_whatever_its_case():
+    assert spell_words('a sign that says "Open now" and the word CAT') == \
+        'a sign that says " O p e n " " n o w " and the word C A T'
+    assert spell_words('a "b') == 'a "b' and spell_words('say ""') == "say "  # unpaired quote, empty quotes
+    captions = ['a sign that says "OPEN"', 'a door marked "exit"'] * 10
+    tok = CaptionTokenizer.train(captions, vocab_size=400, max_tokens=32)
+    pieces = [tok.sp.id_to_piece(i) for i in tok.encode('a sign that says "QUIZ"')]
+    assert pieces[-6:] == ['\u2581"', "\u2581Q", "\u2581U", "\u2581I", "\u2581Z", '\u2581"']  # unseen, by letter
+
+
+def test_too_small_caption_vocabulary_is_raised_to_the_minimum_with_a_warning():
+    captions = ["a red circle", 'a sign that says "Hi"', "the word CAT, twice!"] * 20
+    needed = min_vocab_size(captions)
+    assert needed == 256 + 1 + 26 + len(set("\u2581aredcilsgnthy\"wo,!"))  # byte, unk, letters; chars (not H: \u2581H is a letter)
+    with pytest.warns(UserWarning, match=f"vocab_size 128 is too small for these captions; using {needed}"):
+        tok = CaptionTokenizer.train(captions, vocab_size=128, max_tokens=32)
+    assert tok.vocab_size >= needed and tok.decode(tok.encode("a red circle")) == "a red circle"
+    with pytest.raises(RuntimeError):  # the minimum is exact: one piece fewer is what sentencepiece refuses
+        import io
+
+        import sentencepiece as spm
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter([spell_words(c) for c in captions]), model_writer=io.BytesIO(),
+            vocab_size=needed - 1, model_type="bpe", byte_fallback=True, character_coverage=1.0, unk_id=0,
+            bos_id=-1, eos_id=-1, pad_id=-1, user_defined_symbols=[f"\u2581{c}" for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"],
+            hard_vocab_limit=False, num_threads=1, minloglevel=2)
 
 
 @pytest.mark.parametrize("text, match", [

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 from tools.cli import bench, compare, data, edit, evaluate, export, generate, release, score, train, world
 from tools.cli.args import Parser
@@ -38,8 +39,13 @@ def main(argv: list[str] | None = None) -> int:
     prog = f"t2i {args.command}"
     from tools.judge.ocr import OCRUnavailable
 
+    def show_warning(message, category, filename, lineno, file=None, line=None):
+        print(f"{prog}: warning: {message}", file=sys.stderr)
+
     try:
-        args.func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = show_warning  # one line a warning, as errors are, not a source location
+            args.func(args)
     except (ValueError, FileNotFoundError, OCRUnavailable) as e:  # CaptionError, LayoutError, UsageError too
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
