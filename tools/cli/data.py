@@ -1,4 +1,5 @@
-"""``t2i data make|inspect|convert``: data sets of rendered scenes, and a look at (or a copy of) one's own."""
+"""``t2i data make|inspect|convert|digits``: data sets of rendered scenes, a look at (or a copy of) one's own, and
+an outside data set that ships inside scikit-learn."""
 
 from __future__ import annotations
 
@@ -50,6 +51,16 @@ def register(sub) -> None:
     p.add_argument("--strict", action="store_true", help="stop at the first unusable sample")
     p.set_defaults(func=cmd_data_convert)
 
+    p = data_sub.add_parser("digits", help="write scikit-learn's handwritten digits as an image folder",
+                            description="Write the 1,797 8x8 handwritten digits that ship with scikit-learn (no "
+                                        "download) as two image folders, OUT/train and OUT/test (a fixed 80/20 "
+                                        "split), each with 8x8 PNGs and a metadata.jsonl of {\"file_name\", "
+                                        "\"text\", \"label\"} rows captioned 'a handwritten digit three': an "
+                                        "outside data set for 't2i train ... --data OUT/train', judged by "
+                                        "'t2i eval digits'. Needs scikit-learn (in the test extras).")
+    p.add_argument("--out", type=Path, required=True, help="output folder (created if missing)")
+    p.set_defaults(func=cmd_data_digits)
+
 
 def cmd_data_make(args) -> None:
     from tools.shards import make_shards
@@ -74,3 +85,9 @@ def cmd_data_convert(args) -> None:
     record = json.loads(manifest.read_text())
     print_json({"manifest": str(manifest), "num": record["num"], "shards": len(record["shards"]),
                 "skipped": record["report"]["skipped"]})
+
+
+def cmd_data_digits(args) -> None:
+    from tools.digits import SPLITS, write_digits
+
+    print_json({split: write_digits(args.out / split, split) for split in SPLITS})

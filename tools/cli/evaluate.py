@@ -1,4 +1,5 @@
-"""``t2i eval vq|ar|refiner``: evaluate a trained model on fresh scenes and print the report as JSON."""
+"""``t2i eval vq|ar|digits|refiner``: evaluate a trained model on fresh scenes (or, for ``digits``, with an
+outside judge) and print the report as JSON."""
 
 from __future__ import annotations
 
@@ -44,6 +45,23 @@ def register(sub) -> None:
     p.add_argument("--out", type=output_file(".json"), help="also write the JSON here")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_eval_ar)
+
+    p = eval_sub.add_parser("digits", help="an outside classifier reads digits the decoder drew",
+                            description="For a pipeline trained on 't2i data digits' data: generate "
+                                        "NUM_PER_DIGIT images for each caption 'a handwritten digit zero' ... "
+                                        "'nine' and classify them with scikit-learn's SVC fitted on the train "
+                                        "split's labels (a judge this project did not write). Prints its accuracy "
+                                        "on the real held-out scans, on the generated images per digit and "
+                                        "overall, and chance (0.1), as JSON; writes a grid with the judge's "
+                                        "reading under each image.")
+    add_sampling_arguments(p)
+    p.add_argument("--num-per-digit", type=int_at_least(1), default=20, help="images per digit (default: 20)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
+    p.add_argument("--out", type=output_file(".json"), help="also write the JSON here")
+    p.add_argument("--grid", type=output_file(".png"), help="images with the judge's reading (default: "
+                                                             "./digits_eval.png)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_eval_digits)
 
     p = eval_sub.add_parser("refiner", help="PSNR and sharpness of refined VQ reconstructions, per setting",
                             description="Render NUM fresh scenes, encode and decode them with the VQ tokenizer, "
@@ -93,6 +111,16 @@ def cmd_eval_ar(args) -> None:
 
         write_text(args.out, json.dumps(report, indent=2))
     print_json(report)
+
+
+def cmd_eval_digits(args) -> None:
+    from tools.digits import evaluate_digits
+
+    pipe = load_pipeline(args.checkpoint)
+    pipe.set_progress_bar_config(disable=True)
+    report, grid = evaluate_digits(pipe, args.num_per_digit, seed=args.seed, progress=not args.quiet,
+                                   **sampling_kwargs(args, pipe))
+    _write_evaluation(report, grid, args.grid or Path("digits_eval.png"), args.out, "grid")
 
 
 def cmd_eval_refiner(args) -> None:
