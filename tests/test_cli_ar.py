@@ -368,3 +368,56 @@ def test_train_refiner_and_diffusion_commands_write_models(capsys, checkpoint, t
     code, _, stderr = run(capsys, "eval", "refiner", "--vq", str(tmp_path / "vq64"), "--refiner",
                           str(tmp_path / "refiner" / "model"), "--num", "2")  # default strengths reach 1.0
     assert code == 2 and "--strengths: this refiner was trained on noise up to strength 0.5, got 1.0" in stderr
+
+
+@pytest.fixture(scope="module")
+def own_data(tmp_path_factory):
+    """A user's image folder: 16 px images with captions in metadata.jsonl."""
+    folder = tmp_path_factory.mktemp("own")
+    rng = np.random.default_rng(0)
+    rows = []
+    for i, text in enumerate(CAPTIONS + ["two orange diamonds", "the word DOG"]):
+        Image.fromarray((rng.random((20, 24, 3)) * 255).astype(np.uint8)).save(folder / f"{i}.png")
+        rows.append(json.dumps({"file_name": f"{i}.png", "text": text}))
+    (folder / "metadata.jsonl").write_text("\n".join(rows) + "\n")
+    return folder
+
+
+def test_eval_loss_is_the_decoders_cross_entropy_on_the_codes(capsys, long_caption_checkpoint, own_data, pipe):
+    import math
+
+    import torch.nn.functional as F
+
+    from ar_model.layout import image_layout
+    from ar_model.sequence import caption_prefixes, training_sequences
+    from tools.sources import read_images
+
+    code, stdout, _ = run(capsys, "eval", "loss", "--checkpoint", str(long_caption_checkpoint), "--data",
+                          str(own_data))
+    assert code == 0
+    report = json.loads(stdout)
+    assert report["num_images"] == 6 and report["image_codes"] == 16
+    # The same figure from the decoder's full forward and cross_entropy over the codebook slice.
+    images, captions, _ = read_images(str(own_data), 16, 10, progress=False)
+    c = pipe.decoder.config
+    codes = pipe.vq.encode(images.float() / 255).flatten(1)
+    seq = training_sequences(c, caption_prefixes(c, [pipe.caption_tokenizer.encode(t) for t in captions]), codes)
+    with torch.no_grad():
+        logits = pipe.decoder(seq[:, :-1])
+    window = torch.tensor(image_layout(c).code_positions) - 1
+    ce = F.cross_entropy(logits[:, window, c.image_offset:c.image_offset + c.codebook_size].reshape(-1, c.codebook_size),
+                         codes.reshape(-1))
+    assert report["bits_per_image_code"] == pytest.approx(ce.item() / math.log(2), abs=1e-3)
+    lo, hi = report["bits_per_image_code_ci95"]
+    assert lo <= report["bits_per_image_code"] <= hi
+    assert report["bits_per_image_code_null_caption"] != report["bits_per_image_code"]
+
+
+def test_eval_vq_on_own_data(capsys, checkpoint, own_data, tmp_path):
+    code, stdout, _ = run(capsys, "eval", "vq", "--checkpoint", str(checkpoint / "pipe" / "vq"), "--data",
+                          str(own_data), "--grid", str(tmp_path / "g.png"))
+    assert code == 0
+    report = json.loads(stdout)
+    assert report["num_images"] == 6 and "judge" not in report and 0 < report["codebook_usage"] <= 1
+    assert np.isfinite(report["psnr"]) and -1 <= report["ssim"] <= 1
+    assert Image.open(tmp_path / "g.png").size[0] > 0

@@ -11,6 +11,7 @@ Two numbers, both on scenes no training run has seen:
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 
 import torch
@@ -19,7 +20,7 @@ from tqdm.auto import tqdm
 from ar_model.layout import image_layout
 from ar_model.pipeline import TextToImage
 from ar_model.pipeline_utils import pil_to_pixels
-from ar_model.sequence import caption_prefixes, training_sequences
+from ar_model.sequence import caption_prefixes, null_prefixes, training_sequences
 from tools.judge import score
 from tools.judge.report import summarize, wilson_interval
 from tools.prompts import make_prompts
@@ -39,18 +40,22 @@ def position_variants(seed: int, index: int) -> tuple[object, list[str], int]:
 
 
 @torch.no_grad()
-def code_log_likelihood(pipe: TextToImage, captions: list[str], codes: torch.Tensor,
+def code_log_likelihood(pipe: TextToImage, captions: list[str] | None, codes: torch.Tensor,
                         batch_size: int = 64) -> torch.Tensor:
     """Teacher-forced log p(codes | caption), summed over the image codes, each code's softmax over the codebook
-    (what decoding chooses among). captions: N strings, codes (N, image_tokens) -> (N,) nats."""
+    (what decoding chooses among). captions: N strings (None: the null caption for all), codes
+    (N, image_tokens) -> (N,) nats."""
     decoder = pipe.decoder
     c = decoder.config
     window = torch.tensor(image_layout(c).code_positions) - 1  # the position that predicts each code
     out = []
-    for start in range(0, len(captions), batch_size):
-        pieces = [pipe.caption_tokenizer.encode(t) for t in captions[start:start + batch_size]]
+    for start in range(0, len(codes), batch_size):
         block = codes[start:start + batch_size].to(pipe.device)
-        seq = training_sequences(c, caption_prefixes(c, pieces).to(pipe.device), block)
+        if captions is None:
+            prefixes = null_prefixes(c, len(block))
+        else:
+            prefixes = caption_prefixes(c, [pipe.caption_tokenizer.encode(t) for t in captions[start:start + batch_size]])
+        seq = training_sequences(c, prefixes.to(pipe.device), block)
         logits = decoder(seq[:, :-1])[:, window, c.image_offset:c.image_offset + c.codebook_size]
         out.append(logits.log_softmax(-1).gather(-1, block[..., None]).squeeze(-1).sum(-1).cpu())
     return torch.cat(out)
@@ -99,3 +104,24 @@ def evaluate_ar(pipe: TextToImage, num_scenes: int = 200, prompts_per_category: 
         report["sampling"] = sampling
     report["seconds"] = round(time.monotonic() - start, 1)
     return report
+
+
+def heldout_loss(pipe: TextToImage, images: torch.Tensor, captions: list[str], batch_size: int = 64) -> dict:
+    """Held-out loss for data the judge cannot score: teacher-forced bits per image code under each image's
+    caption (with a 95% interval over images) and under the null caption, and their difference per image (the
+    null caption is trained on only ``caption_dropout`` of the samples, so the difference also holds how much
+    less the unconditional model has learned; it is no mutual information). images: uint8 (N, 3, S, S)."""
+    c = pipe.decoder.config
+    codes = torch.cat([pipe.vq.encode(images[i:i + batch_size].float().div(255).to(pipe.device)).flatten(1).cpu()
+                       for i in range(0, len(images), batch_size)])
+    per_code = {}
+    for name, caps in (("caption", captions), ("null_caption", None)):
+        bits = -code_log_likelihood(pipe, caps, codes, batch_size) / c.image_tokens / math.log(2)  # (N,)
+        half = 1.96 * bits.std().item() / len(bits) ** 0.5 if len(bits) > 1 else 0.0
+        per_code[name] = (bits.mean().item(), half)
+    (cond, cond_half), (null, _) = per_code["caption"], per_code["null_caption"]
+    return {"num_images": len(images), "image_codes": c.image_tokens,
+            "bits_per_image_code": round(cond, 4), "bits_per_image_code_ci95": [round(cond - cond_half, 4),
+                                                                              round(cond + cond_half, 4)],
+            "bits_per_image_code_null_caption": round(null, 4),
+            "null_minus_caption_bits_per_image": round((null - cond) * c.image_tokens, 2)}

@@ -31,3 +31,20 @@ def psnr(image: Image.Image | np.ndarray, reference: Image.Image | np.ndarray) -
         raise ValueError(f"images of shapes {a.shape} and {b.shape} cannot be compared")
     mse = max(float(np.mean((a - b) ** 2)), 1e-10)
     return 10 * float(np.log10(255 ** 2 / mse))
+
+
+def ssim(image: Image.Image | np.ndarray, reference: Image.Image | np.ndarray) -> float:
+    """Structural similarity of two RGB images of one size (Wang et al. 2004: an 11x11 Gaussian window with
+    sigma 1.5, K1 = 0.01, K2 = 0.03), on the grey levels; 1 for identical images."""
+    a, b = _gray(image).astype(np.float64), _gray(reference).astype(np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"images of shapes {a.shape} and {b.shape} cannot be compared")
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+
+    def blur(x: np.ndarray) -> np.ndarray:
+        return cv2.GaussianBlur(x, (11, 11), 1.5, borderType=cv2.BORDER_REFLECT)
+
+    mu_a, mu_b = blur(a), blur(b)
+    var_a, var_b, cov = blur(a * a) - mu_a ** 2, blur(b * b) - mu_b ** 2, blur(a * b) - mu_a * mu_b
+    ssim_map = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
+    return float(ssim_map.mean())

@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 from ar_model.pipeline_utils import pil_to_pixels, pixels_to_uint8
 from tools.codebook import code_histogram, codebook_stats
 from tools.grid import image_grid
+from tools.image_metrics import psnr, ssim
 from tools.judge.verdict import score
 from tools.shards import scene_seed
 from tools.world import CATEGORIES, SamplingOptions, caption, render, sample_scene
@@ -67,6 +68,31 @@ def evaluate_vq(model: VQModel, num: int, seed: int = 0, batch_size: int = 50, w
         "codebook_size": model.config.vocab_size,
         "judge": per_category,
         "min_ratio": min(v["ratio"] for v in per_category.values() if v["ratio"] is not None),
+    }
+    return report, reconstruction_grid(originals[:16], recons[:16])
+
+
+@torch.no_grad()
+def evaluate_vq_on_images(model: VQModel, images: torch.Tensor, batch_size: int = 50,
+                          progress: bool = True) -> tuple[dict, Image.Image]:
+    """For any data (no captions needed): PSNR and SSIM of the reconstructions, codebook usage and perplexity,
+    and an original | reconstruction grid. images: uint8 (N, 3, S, S) at the tokenizer's size."""
+    counts = torch.zeros(model.config.vocab_size, dtype=torch.long)
+    originals, recons = [], []
+    for start in tqdm(range(0, len(images), batch_size), desc="encode/decode", disable=not progress):
+        x = images[start:start + batch_size].float().div(255)
+        ids = model.encode(x)
+        counts += code_histogram(ids.cpu(), model.config.vocab_size)
+        originals += list(pixels_to_uint8(x))
+        recons += list(pixels_to_uint8(model.decode_ids(ids)))
+    report = {
+        "num_images": len(images),
+        "image_size": model.config.image_size,
+        "grid": f"{model.config.grid_size}x{model.config.grid_size}",
+        "psnr": float(np.mean([psnr(r, o) for o, r in zip(originals, recons)])),
+        "ssim": float(np.mean([ssim(r, o) for o, r in zip(originals, recons)])),
+        **{f"codebook_{k}": v for k, v in codebook_stats(counts).items()},
+        "codebook_size": model.config.vocab_size,
     }
     return report, reconstruction_grid(originals[:16], recons[:16])
 

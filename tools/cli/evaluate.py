@@ -1,4 +1,4 @@
-"""``t2i eval vq|ar|digits|refiner``: evaluate a trained model on fresh scenes (or, for ``digits``, with an
+"""``t2i eval vq|ar|loss|digits|refiner``: evaluate a trained model on fresh scenes (or, for ``digits``, with an
 outside judge) and print the report as JSON."""
 
 from __future__ import annotations
@@ -21,7 +21,10 @@ def register(sub) -> None:
                                         "reconstructions next to the originals. Writes an original | "
                                         "reconstruction PNG grid.")
     p.add_argument("--checkpoint", type=existing_dir, required=True, help="a folder written by save_pretrained")
-    p.add_argument("--num", type=int_at_least(1), default=500, help="scenes (default: 500)")
+    p.add_argument("--data", help="evaluate on this data source instead of fresh scenes (any data the trainers "
+                                  "read: image folder, image + .txt pairs, shards): PSNR, SSIM, codebook usage "
+                                  "and the grid, no judge")
+    p.add_argument("--num", type=int_at_least(1), default=500, help="scenes or images (default: 500)")
     p.add_argument("--size", type=int_at_least(48), help="image size; must match the tokenizer's")
     p.add_argument("--seed", type=int, default=0, help="scene seed (default: 0)")
     p.add_argument("--workers", type=int_at_least(1), help="judge processes (default: all cores)")
@@ -45,6 +48,17 @@ def register(sub) -> None:
     p.add_argument("--out", type=output_file(".json"), help="also write the JSON here")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_eval_ar)
+
+    p = eval_sub.add_parser("loss", help="held-out loss of a decoder on any data, bits per image code",
+                            description="Teacher-forced loss of the pipeline's decoder on NUM images of a data "
+                                        "source (for data the judge cannot score): bits per image code under each "
+                                        "image's caption (with a 95%% interval over images) and under the null "
+                                        "caption, and their difference in bits per image. Prints JSON.")
+    add_checkpoint_argument(p)
+    p.add_argument("--data", required=True, help="held-out data: any source the trainers read")
+    p.add_argument("--num", type=int_at_least(1), default=500, help="images (default: 500)")
+    p.add_argument("--out", type=output_file(".json"), help="also write the JSON here")
+    p.set_defaults(func=cmd_eval_loss)
 
     p = eval_sub.add_parser("digits", help="an outside classifier reads digits the decoder drew",
                             description="For a pipeline trained on 't2i data digits' data: generate "
@@ -94,6 +108,15 @@ def cmd_eval_vq(args) -> None:
     if args.size is not None and args.size != model.config.image_size:
         raise UsageError(f"--size: the tokenizer in {str(args.checkpoint)!r} takes {model.config.image_size} px "
                          f"images, got {args.size}")
+    if args.data is not None:
+        from tools.sources import read_images
+        from tools.vq_eval import evaluate_vq_on_images
+
+        images, _, _ = read_images(args.data, model.config.image_size, args.num)
+        report, grid = evaluate_vq_on_images(model, images)
+        report["data"] = args.data
+        _write_evaluation(report, grid, args.grid or Path("vq_reconstructions.png"), args.out, "comparison_grid")
+        return
     report, grid = evaluate_vq(model, args.num, seed=args.seed, workers=args.workers,
                                max_word_len=max_word_len_for(model.config.image_size))
     _write_evaluation(report, grid, args.grid or Path("vq_reconstructions.png"), args.out, "comparison_grid")
@@ -106,6 +129,23 @@ def cmd_eval_ar(args) -> None:
     pipe.set_progress_bar_config(disable=True)
     report = evaluate_ar(pipe, args.num_scenes, args.prompts_per_category, seed=args.seed,
                          progress=not args.quiet, **sampling_kwargs(args, pipe))
+    if args.out:
+        from vq.pretrained import write_text
+
+        write_text(args.out, json.dumps(report, indent=2))
+    print_json(report)
+
+
+def cmd_eval_loss(args) -> None:
+    from tools.ar_eval import heldout_loss
+    from tools.sources import read_images
+
+    pipe = load_pipeline(args.checkpoint)
+    images, captions, _ = read_images(args.data, pipe.vq.config.image_size, args.num)
+    try:
+        report = {"data": args.data, **heldout_loss(pipe, images, captions)}
+    except ValueError as e:  # a caption the checkpoint's tokenizer cannot take
+        raise UsageError(f"--data: {e}") from None
     if args.out:
         from vq.pretrained import write_text
 
