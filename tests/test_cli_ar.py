@@ -421,3 +421,36 @@ def test_eval_vq_on_own_data(capsys, checkpoint, own_data, tmp_path):
     assert report["num_images"] == 6 and "judge" not in report and 0 < report["codebook_usage"] <= 1
     assert np.isfinite(report["psnr"]) and -1 <= report["ssim"] <= 1
     assert Image.open(tmp_path / "g.png").size[0] > 0
+
+
+def test_a_caption_over_the_token_limit_is_skipped_and_listed(capsys, checkpoint, own_data, tmp_path):
+    """One sample of a user's folder has a caption too long for the model: the decoder and the baseline train
+    on the others and name it in OUT/data.json; under --strict it is a one-line error naming it."""
+    data = tmp_path / "data"
+    shutil.copytree(own_data, data)
+    rows = (data / "metadata.jsonl").read_text().splitlines()
+    rows[2] = json.dumps({"file_name": "2.png", "text": "a red circle and a blue square " * 12})
+    (data / "metadata.jsonl").write_text("\n".join(rows) + "\n")
+    ar = {"model": {"max_caption_tokens": 40, "dim": 32, "n_layers": 1, "n_heads": 4, "n_kv_heads": 2},
+          "train": {"batch_size": 2, "max_steps": 2, "warmup_steps": 1, "text_vocab_size": 320}}
+    unet = {"image_size": 16, "block_out_channels": [8, 16], "norm_num_groups": 4, "attention_head_dim": 8,
+            "text_dim": 16, "text_layers": 1, "text_heads": 2, "max_caption_tokens": 24}
+    (tmp_path / "a.json").write_text(json.dumps(ar))
+    (tmp_path / "d.json").write_text(json.dumps({"model": unet, "train": {"batch_size": 2, "max_steps": 2,
+                                                                          "warmup_steps": 1}}))
+    commands = {"ar": ["--preset", str(tmp_path / "a.json"), "--vq", str(checkpoint / "pipe" / "vq")],
+                "diffusion": ["--preset", str(tmp_path / "d.json"), "--tokenizer",
+                              str(checkpoint / "pipe" / "caption_tokenizer")]}
+    for kind, extra in commands.items():
+        out = tmp_path / kind
+        code, _, stderr = run(capsys, "train", kind, *extra, "--data", str(data), "--out", str(out))
+        assert code == 0, stderr
+        report = json.loads((out / "data.json").read_text())
+        assert report["skipped"] == 1 and report["kept"] == 5
+        (skipped,) = report["skipped_samples"]
+        assert skipped["key"].endswith("2.png") and skipped["reason"].startswith("caption over the token limit")
+        code, _, stderr = run(capsys, "train", kind, *extra, "--data", str(data), "--out", str(tmp_path / "s"),
+                              "--strict")
+        last = stderr.strip().split("\n")[-1]  # after the reader's progress bar
+        assert code == 2 and last.startswith("t2i train: error: ") and "sample '" in last and "2.png" in last, stderr
+        assert "caption over the token limit" in last and "Traceback" not in stderr

@@ -56,6 +56,7 @@ class SkipReport:
     kept: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)
     reasons: Counter = field(default_factory=Counter)
+    kept_keys: list[str] = field(default_factory=list)  # filled by read_images, in the order of its images
 
     def skip(self, key: str, reason: str, strict: bool) -> None:
         if strict:
@@ -249,9 +250,10 @@ def read_images(spec: str, image_size: int, num: int, strict: bool = False,
                 progress: bool = True) -> tuple[torch.Tensor, list[str], SkipReport]:
     """Up to ``num`` usable samples of a source: uint8 images (N, 3, S, S), their captions, and the report."""
     report, images, captions = SkipReport(), [], []
-    for _, image, text in usable_samples(spec, image_size, report, strict, progress, total=num):
+    for key, image, text in usable_samples(spec, image_size, report, strict, progress, total=num):
         images.append(torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1))
         captions.append(text)
+        report.kept_keys.append(key)
         if len(images) >= num:
             break
     return torch.stack(images), captions, report

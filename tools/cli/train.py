@@ -148,6 +148,7 @@ def _read_data(args, image_size: int, num: int):
     from vq.pretrained import write_text
 
     images, captions, report = read_images(args.data, image_size, num, strict=args.strict)
+    args.keys = report.kept_keys  # the samples' names, for what a trainer skips later
     record = {"source": args.data, "image_size": image_size, "preprocessing": PREPROCESSING, **report.to_dict()}
     args.out.mkdir(parents=True, exist_ok=True)
     write_text(args.out / "data.json", json.dumps(record, indent=2))
@@ -181,7 +182,7 @@ def cmd_train_ar(args) -> None:
     images, captions = _read_data(args, size, preset.train.num_train)
     try:
         pipeline_dir = train_ar(preset, args.vq, images, captions, args.out, max_minutes=args.max_minutes,
-                                resume=args.resume, init_from=args.init_from)
+                                resume=args.resume, init_from=args.init_from, keys=args.keys, strict=args.strict)
     except ValueError as e:
         if not str(e).startswith(("--init-from", "--vq")):
             raise
@@ -214,9 +215,10 @@ def cmd_train_diffusion(args) -> None:
         preset = preset.with_model(text_vocab_size=tokenizer.vocab_size)
         length = preset.model.max_caption_tokens
         try:
-            conditions = baseline_conditions(tokenizer, captions, length, args.out)
+            conditions, kept = baseline_conditions(tokenizer, captions, length, args.out, args.keys, args.strict)
         except ValueError as e:
-            raise UsageError(f"--preset: training {e} (max_caption_tokens {length})") from None
+            raise UsageError(f"--data: {e} (the preset's max_caption_tokens is {length})") from None
+        images = images[kept] if len(kept) < len(images) else images
     try:
         model_dir = train_diffusion(preset, images, conditions, args.out, max_minutes=args.max_minutes,
                                     resume=args.resume, init_from=args.init_from)

@@ -26,6 +26,7 @@ from ar_model.text_tokenizer import CaptionTokenizer
 from vq.model import VQModel
 from vq.pretrained import atomic_path
 
+from .captions import add_skips, encode_captions
 from .config import ARPreset
 from .init import InitRecord, load_init_weights, prior_training
 from .loop import RunOptions, TrainTask, batch_indices, open_run, step_generator, train_loop
@@ -44,26 +45,24 @@ def encode_images(vq: VQModel, images: torch.Tensor, batch_size: int = 256, prog
 
 
 def prepare_data(preset: ARPreset, vq: VQModel, images: torch.Tensor, captions: list[str], out_dir: Path,
-                 progress: bool = True, tokenizer: CaptionTokenizer | None = None) -> None:
+                 progress: bool = True, tokenizer: CaptionTokenizer | None = None, keys: list[str] | None = None,
+                 strict: bool = False) -> list[tuple[str, str]]:
     """Train the caption tokenizer (unless ``tokenizer`` is given: a warm start keeps its own) and encode the
-    data; both written atomically into ``out_dir``."""
+    data; both written atomically into ``out_dir``. A caption over the token limit is skipped with its image
+    (under ``strict``, an error); returns the skipped samples' (key, why)."""
     cfg = preset.train
     max_tokens = preset.model.max_caption_tokens
     if tokenizer is None:
         tokenizer = CaptionTokenizer.train(captions, cfg.text_vocab_size, max_tokens)
-    pieces = []
-    for row, text in enumerate(captions):
-        try:
-            pieces.append(tokenizer.encode(text))
-        except ValueError as e:
-            raise ValueError(f"training caption {row}: {e} (the preset's max_caption_tokens is {max_tokens})") from None
-    caption_ids = torch.full((len(captions), max_tokens), -1, dtype=torch.int16)
+    pieces, kept, skipped = encode_captions(tokenizer, captions, keys, strict)
+    caption_ids = torch.full((len(kept), max_tokens), -1, dtype=torch.int16)
     for row, ids in enumerate(pieces):
         caption_ids[row, :len(ids)] = torch.tensor(ids, dtype=torch.int16)
-    codes = encode_images(vq, images, progress=progress)
-    with atomic_path(out_dir / TOKENS_NAME) as tmp:
-        save_file({"caption_ids": caption_ids, "codes": codes}, str(tmp))
+    codes = encode_images(vq, images[kept] if skipped else images, progress=progress)
+    with atomic_path(out_dir / TOKENS_NAME) as tmp:  # num_images: what was given, to check a resumed run's data
+        save_file({"caption_ids": caption_ids, "codes": codes, "num_images": torch.tensor(len(images))}, str(tmp))
     tokenizer.save_pretrained(out_dir / "caption_tokenizer")  # written last: its presence marks the data ready
+    return skipped
 
 
 def _prefixes(config, caption_ids: torch.Tensor) -> torch.Tensor:
@@ -121,11 +120,13 @@ def _warm_start(init_from: Path, vq_dir: str | Path | None) -> tuple[TextToImage
 
 def train_ar(preset: ARPreset, vq_dir: str | Path | None, images: torch.Tensor, captions: list[str],
              out_dir: str | Path, max_minutes: float | None = None, resume: bool = False,
-             stop_after: int | None = None, progress: bool = True, init_from: str | Path | None = None) -> Path:
+             stop_after: int | None = None, progress: bool = True, init_from: str | Path | None = None,
+             keys: list[str] | None = None, strict: bool = False) -> Path:
     """Train on ``images`` (uint8 (N, 3, S, S)) and their ``captions``; writes the pipeline to
     ``out_dir/pipeline`` and returns its path. ``stop_after`` ends the run after that many steps as if killed.
     ``init_from`` (a pipeline folder) warm-starts the decoder from its weights, with its VQ and caption
-    tokenizers (``tools.train.init``); ``vq_dir`` may then be None."""
+    tokenizers (``tools.train.init``); ``vq_dir`` may then be None. A caption over the token limit is skipped
+    and added, by its ``keys`` entry, to ``out_dir/data.json`` (``strict``: an error)."""
     cfg = preset.train
     if vq_dir is None and init_from is None:
         raise ValueError("give the VQ tokenizer (vq_dir) or a pipeline to start from (init_from)")
@@ -142,12 +143,15 @@ def train_ar(preset: ARPreset, vq_dir: str | Path | None, images: torch.Tensor, 
         raise ValueError(f"images must be uint8 (N, 3, {vq.config.image_size}, {vq.config.image_size}) for the "
                          f"VQ tokenizer in {str(vq_dir)!r}, got {images.dtype} {tuple(images.shape)}")
     if accelerator.is_main_process and not (out_dir / "caption_tokenizer").is_dir():
-        prepare_data(preset, vq, images, captions, out_dir, progress, init.caption_tokenizer if init else None)
+        skipped = prepare_data(preset, vq, images, captions, out_dir, progress,
+                               init.caption_tokenizer if init else None, keys, strict)
+        add_skips(out_dir / "data.json", skipped)
     accelerator.wait_for_everyone()
     tokenizer = CaptionTokenizer.from_pretrained(out_dir / "caption_tokenizer")
     data = load_file(str(out_dir / TOKENS_NAME))
-    if len(data["codes"]) != len(images):
-        raise ValueError(f"{out_dir / TOKENS_NAME} holds {len(data['codes'])} scenes but {len(images)} were given; "
+    prepared_from = int(data["num_images"]) if "num_images" in data else len(data["codes"])
+    if prepared_from != len(images):
+        raise ValueError(f"{out_dir / TOKENS_NAME} was made from {prepared_from} scenes but {len(images)} were given; "
                          "resume with the same data or choose another --out")
     config = preset.model_config(tokenizer.vocab_size, vq.config.vocab_size, vq.config.grid_size)
     prefixes, codes = _prefixes(config, data["caption_ids"]), data["codes"]

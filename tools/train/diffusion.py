@@ -26,6 +26,7 @@ from hybrid.schedulers import diffusion_target, make_training_scheduler
 from vq.model import VQModel
 from vq.pretrained import atomic_path
 
+from .captions import add_skips, encode_captions
 from .config import DiffusionPreset
 from .init import load_init_weights, model_folder, prior_training
 from .loop import RunOptions, TrainTask, batch_indices, open_run, step_generator, train_loop
@@ -57,14 +58,16 @@ def refiner_conditions(vq: VQModel, images: torch.Tensor, out_dir: str | Path, p
     return conditions
 
 
-def baseline_conditions(tokenizer: CaptionTokenizer, captions: list[str], max_tokens: int,
-                        out_dir: str | Path) -> torch.Tensor:
-    """The baseline's captions as padded token ids (N, max_tokens); the tokenizer is saved beside the run so its
-    pipeline can be assembled from the folder. A caption over ``max_tokens`` pieces is a ValueError."""
-    conditions = pad_captions([tokenizer.encode(c) for c in captions], max_tokens, tokenizer.vocab_size)
+def baseline_conditions(tokenizer: CaptionTokenizer, captions: list[str], max_tokens: int, out_dir: str | Path,
+                        keys: list[str] | None = None, strict: bool = False) -> tuple[torch.Tensor, list[int]]:
+    """The baseline's captions as padded token ids (N_kept, max_tokens) and the rows kept: a caption over the
+    token limit is skipped and added to ``out_dir/data.json`` (``strict``: an error). The tokenizer is saved
+    beside the run so its pipeline can be assembled from the folder."""
+    pieces, kept, skipped = encode_captions(tokenizer, captions, keys, strict)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
+    add_skips(Path(out_dir) / "data.json", skipped)
     tokenizer.save_pretrained(Path(out_dir) / "caption_tokenizer")
-    return conditions
+    return pad_captions(pieces, max_tokens, tokenizer.vocab_size), kept
 
 
 def train_diffusion(preset: DiffusionPreset, images: torch.Tensor, conditions: torch.Tensor, out_dir: str | Path,
