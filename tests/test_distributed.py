@@ -23,13 +23,20 @@ def test_two_process_vq_training(tmp_path):
                         "codebook_size": 32, "codebook_dim": 4},
               "train": {"batch_size": 4, "max_steps": 3, "warmup_steps": 1, "log_every": 1, "num_train": 16}}
     (tmp_path / "preset.json").write_text(json.dumps(preset))
+    data = ["--data", str(tmp_path / "data")]
+    if source == "codes":
+        from tools.codes import encode_source
+
+        vq = VQModel.from_pretrained(tmp_path / "vq").eval()
+        encode_source(str(tmp_path / "data"), vq, tmp_path / "codes", shard_size=5, progress=False)
+        data = ["--codes", str(tmp_path / "codes")]
     launcher = Path(sys.executable).parent / "accelerate"
     # `--cpu` would start one process: accelerate hands multi-CPU runs to mpirun. `--multi_gpu` starts them with
     # torchrun, and with no GPU the trainer asks accelerate for the CPU, so the two join one gloo group.
     cmd = [str(launcher) if launcher.exists() else "accelerate", "launch", "--multi_gpu", "--num_processes", "2",
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
            "-m", "tools.cli", "train", "vq", "--preset", str(tmp_path / "preset.json"),
-           "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run")]
+           *data, "--out", str(tmp_path / "run")]
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -44,7 +51,10 @@ def test_two_process_vq_training(tmp_path):
 
 @pytest.mark.skipif(shutil.which("accelerate") is None and not (Path(sys.executable).parent / "accelerate").exists(),
                     reason="accelerate's launcher is not installed")
-def test_two_process_ar_training(tmp_path):
+@pytest.mark.parametrize("source", ["data", "codes"])
+def test_two_process_ar_training(tmp_path, source):
+    """Two CPU processes under accelerate launch, reading the images or the codes 't2i data encode' extracted
+    (each process reads its share of every global batch from the memory-mapped shards): identical replicas."""
     import torch
 
     from vq.config import VQConfig
@@ -58,11 +68,18 @@ def test_two_process_ar_training(tmp_path):
               "train": {"batch_size": 4, "max_steps": 3, "warmup_steps": 1, "log_every": 1, "num_train": 16,
                         "text_vocab_size": 320, "bf16": False}}
     (tmp_path / "preset.json").write_text(json.dumps(preset))
+    data = ["--data", str(tmp_path / "data")]
+    if source == "codes":
+        from tools.codes import encode_source
+
+        vq = VQModel.from_pretrained(tmp_path / "vq").eval()
+        encode_source(str(tmp_path / "data"), vq, tmp_path / "codes", shard_size=5, progress=False)
+        data = ["--codes", str(tmp_path / "codes")]
     launcher = Path(sys.executable).parent / "accelerate"
     cmd = [str(launcher) if launcher.exists() else "accelerate", "launch", "--multi_gpu", "--num_processes", "2",
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
            "-m", "tools.cli", "train", "ar", "--preset", str(tmp_path / "preset.json"), "--vq", str(tmp_path / "vq"),
-           "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run")]
+           *data, "--out", str(tmp_path / "run")]
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]

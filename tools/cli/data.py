@@ -1,4 +1,4 @@
-"""``t2i data make|inspect|convert|digits``: data sets of rendered scenes, a look at (or a copy of) one's own, and
+"""``t2i data make|inspect|convert|encode|digits``: data sets of rendered scenes, a look at (or a copy of) one's own, and
 an outside data set that ships inside scikit-learn."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tools.cli.args import Parser, int_at_least, print_json
+from tools.cli.args import Parser, UsageError, int_at_least, print_json
 from tools.world.config import PRESETS
 
 SOURCE_HELP = ("an image folder with a metadata.jsonl of {\"file_name\", \"text\"} rows; a folder of images with "
@@ -51,6 +51,21 @@ def register(sub) -> None:
     p.add_argument("--strict", action="store_true", help="stop at the first unusable sample")
     p.set_defaults(func=cmd_data_convert)
 
+    p = data_sub.add_parser("encode", help="extract a data source's VQ codes once, for training the decoder",
+                            description="Stream every usable image of SOURCE through the VQ tokenizer --vq, a batch "
+                                        "at a time, and write the codes as shards (codes-N.npy, int16, one row "
+                                        "of h*w codes per image; captions-N.jsonl) and OUT/codes.json (last, "
+                                        "with the tokenizer's digest and the skip report), for 't2i train ar "
+                                        "--codes OUT': the trainer then reads each batch's rows from disk, so its "
+                                        "memory does not grow with the data.")
+    p.add_argument("source", help=SOURCE_HELP)
+    p.add_argument("--vq", type=Path, required=True, help="VQ model folder (t2i train vq)")
+    p.add_argument("--out", type=Path, required=True, help="output folder (created if missing)")
+    p.add_argument("--num", type=int_at_least(1), help="encode at most this many images (default: all)")
+    p.add_argument("--shard-size", type=int_at_least(1), default=10_000, help="images per shard (default: 10000)")
+    p.add_argument("--strict", action="store_true", help="stop at the first unusable sample")
+    p.set_defaults(func=cmd_data_encode)
+
     p = data_sub.add_parser("digits", help="write scikit-learn's handwritten digits as an image folder",
                             description="Write the 1,797 8x8 handwritten digits that ship with scikit-learn (no "
                                         "download) as two image folders, OUT/train and OUT/test (a fixed 80/20 "
@@ -85,6 +100,21 @@ def cmd_data_convert(args) -> None:
     record = json.loads(manifest.read_text())
     print_json({"manifest": str(manifest), "num": record["num"], "shards": len(record["shards"]),
                 "skipped": record["report"]["skipped"]})
+
+
+def cmd_data_encode(args) -> None:
+    from tools.codes import encode_source
+    from vq.model import VQModel
+    from vq.pretrained import CheckpointError
+
+    try:
+        vq = VQModel.from_pretrained(args.vq).float().eval()
+    except CheckpointError as e:
+        raise UsageError(f"--vq: {e}") from None
+    manifest = json.loads(encode_source(args.source, vq, args.out, args.num, args.shard_size,
+                                        strict=args.strict).read_text())
+    print_json({"manifest": str(args.out / "codes.json"), "num": manifest["num"], "shards": len(manifest["shards"]),
+                "skipped": manifest["report"]["skipped"]})
 
 
 def cmd_data_digits(args) -> None:

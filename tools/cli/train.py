@@ -41,7 +41,7 @@ def register(sub) -> None:
                         "VQ and caption tokenizers the run starts from, with a fresh optimizer and the preset's "
                         "schedule; its training seconds count towards the run's (unlike --resume, which continues "
                         "the same run exactly)")
-    _add_run_arguments(p, "pipeline")
+    _add_run_arguments(p, "pipeline", codes=True)
     p.set_defaults(func=cmd_train_ar)
 
     for name, text in (("refiner", "train the diffusion refiner (hybrid mode) on VQ reconstructions"),
@@ -65,9 +65,14 @@ def register(sub) -> None:
         p.set_defaults(func=cmd_train_diffusion)
 
 
-def _add_run_arguments(p: argparse.ArgumentParser, result: str) -> None:
-    """The data, the run folder and the overrides of the preset that every trainer takes."""
-    p.add_argument("--data", required=True,
+def _add_run_arguments(p: argparse.ArgumentParser, result: str, codes: bool = False) -> None:
+    """The data, the run folder and the overrides of the preset that every trainer takes (``codes``: the
+    decoder's, which may read pre-extracted codes instead)."""
+    if codes:
+        p.add_argument("--codes", type=existing_dir,
+                       help="instead of --data: codes extracted by 't2i data encode SOURCE --vq VQ', read from disk "
+                            "a batch at a time (memory does not grow with the data); --vq must be that tokenizer")
+    p.add_argument("--data", required=not codes,
                    help="training data: a folder made by 't2i data make' or 't2i data convert'; an image folder with "
                         "a metadata.jsonl of {\"file_name\", \"text\"} rows; a folder of images with same-named .txt "
                         "captions; or webdataset shards (a .tar file, a brace pattern such as "
@@ -177,14 +182,26 @@ def cmd_train_ar(args) -> None:
     if args.vq is None and args.init_from is None:
         raise UsageError("give --vq (the VQ tokenizer the decoder writes codes of) or --init-from (a pipeline "
                          "folder to start from, whose VQ is used)")
+    if (args.data is None) == (args.codes is None):
+        raise UsageError("give --data (images and captions) or --codes (made by 't2i data encode'), not both")
     _check_init_from(args, "decoder", "ar")
     size = _vq_image_size(args, args.vq or args.init_from / "vq")
-    images, captions = _read_data(args, size, preset.train.num_train)
+    images = captions = code_shards = None
+    if args.codes is not None:
+        from tools.codes import CodeShards
+
+        code_shards, args.keys = CodeShards(args.codes), None
+        if code_shards.manifest["image_size"] != size:
+            raise UsageError(f"--codes: {str(args.codes)!r} holds codes of {code_shards.manifest['image_size']} px "
+                             f"images but the VQ tokenizer takes {size} px")
+    else:
+        images, captions = _read_data(args, size, preset.train.num_train)
     try:
         pipeline_dir = train_ar(preset, args.vq, images, captions, args.out, max_minutes=args.max_minutes,
-                                resume=args.resume, init_from=args.init_from, keys=args.keys, strict=args.strict)
+                                resume=args.resume, init_from=args.init_from, keys=args.keys, strict=args.strict,
+                                code_shards=code_shards)
     except ValueError as e:
-        if not str(e).startswith(("--init-from", "--vq")):
+        if not str(e).startswith(("--init-from", "--vq", "--codes")):
             raise
         raise UsageError(str(e)) from None
     print_json({"pipeline": str(pipeline_dir)})

@@ -26,6 +26,8 @@ from ar_model.text_tokenizer import CaptionTokenizer
 from vq.model import VQModel
 from vq.pretrained import atomic_path
 
+from tools.codes import CodeShards
+
 from .captions import add_skips, encode_captions
 from .config import ARPreset
 from .init import InitRecord, load_init_weights, prior_training
@@ -44,12 +46,13 @@ def encode_images(vq: VQModel, images: torch.Tensor, batch_size: int = 256, prog
     return torch.cat(out)
 
 
-def prepare_data(preset: ARPreset, vq: VQModel, images: torch.Tensor, captions: list[str], out_dir: Path,
+def prepare_data(preset: ARPreset, vq: VQModel, images: torch.Tensor | None, captions: list[str], out_dir: Path,
                  progress: bool = True, tokenizer: CaptionTokenizer | None = None, keys: list[str] | None = None,
                  strict: bool = False) -> list[tuple[str, str]]:
     """Train the caption tokenizer (unless ``tokenizer`` is given: a warm start keeps its own) and encode the
-    data; both written atomically into ``out_dir``. A caption over the token limit is skipped with its image
-    (under ``strict``, an error); returns the skipped samples' (key, why)."""
+    data; both written atomically into ``out_dir``. ``images`` None: the codes are pre-extracted
+    (``tools.codes``), and the token file holds the rows of them to train on instead. A caption over the token
+    limit is skipped with its image (under ``strict``, an error); returns the skipped samples' (key, why)."""
     cfg = preset.train
     max_tokens = preset.model.max_caption_tokens
     if tokenizer is None:
@@ -58,9 +61,14 @@ def prepare_data(preset: ARPreset, vq: VQModel, images: torch.Tensor, captions: 
     caption_ids = torch.full((len(kept), max_tokens), -1, dtype=torch.int16)
     for row, ids in enumerate(pieces):
         caption_ids[row, :len(ids)] = torch.tensor(ids, dtype=torch.int16)
-    codes = encode_images(vq, images[kept] if skipped else images, progress=progress)
-    with atomic_path(out_dir / TOKENS_NAME) as tmp:  # num_images: what was given, to check a resumed run's data
-        save_file({"caption_ids": caption_ids, "codes": codes, "num_images": torch.tensor(len(images))}, str(tmp))
+    # num_images: how many samples the data had, to check a resumed run's data
+    tensors = {"caption_ids": caption_ids, "num_images": torch.tensor(len(captions))}
+    if images is None:
+        tensors["rows"] = torch.tensor(kept, dtype=torch.int64)
+    else:
+        tensors["codes"] = encode_images(vq, images[kept] if skipped else images, progress=progress)
+    with atomic_path(out_dir / TOKENS_NAME) as tmp:
+        save_file(tensors, str(tmp))
     tokenizer.save_pretrained(out_dir / "caption_tokenizer")  # written last: its presence marks the data ready
     return skipped
 
@@ -118,15 +126,17 @@ def _warm_start(init_from: Path, vq_dir: str | Path | None) -> tuple[TextToImage
     return init, init.vq, prior_training(Path(init_from), "ar")
 
 
-def train_ar(preset: ARPreset, vq_dir: str | Path | None, images: torch.Tensor, captions: list[str],
+def train_ar(preset: ARPreset, vq_dir: str | Path | None, images: torch.Tensor | None, captions: list[str] | None,
              out_dir: str | Path, max_minutes: float | None = None, resume: bool = False,
              stop_after: int | None = None, progress: bool = True, init_from: str | Path | None = None,
-             keys: list[str] | None = None, strict: bool = False) -> Path:
+             keys: list[str] | None = None, strict: bool = False, code_shards: CodeShards | None = None) -> Path:
     """Train on ``images`` (uint8 (N, 3, S, S)) and their ``captions``; writes the pipeline to
     ``out_dir/pipeline`` and returns its path. ``stop_after`` ends the run after that many steps as if killed.
     ``init_from`` (a pipeline folder) warm-starts the decoder from its weights, with its VQ and caption
     tokenizers (``tools.train.init``); ``vq_dir`` may then be None. A caption over the token limit is skipped
-    and added, by its ``keys`` entry, to ``out_dir/data.json`` (``strict``: an error)."""
+    and added, by its ``keys`` entry, to ``out_dir/data.json`` (``strict``: an error). ``code_shards`` (codes
+    pre-extracted by ``t2i data encode``, read from disk a batch at a time) replaces ``images`` and
+    ``captions``."""
     cfg = preset.train
     if vq_dir is None and init_from is None:
         raise ValueError("give the VQ tokenizer (vq_dir) or a pipeline to start from (init_from)")
@@ -135,26 +145,40 @@ def train_ar(preset: ARPreset, vq_dir: str | Path | None, images: torch.Tensor, 
         init, vq, init_record = _warm_start(Path(init_from), vq_dir)
     run = open_run(out_dir, RunOptions(max_minutes, resume, stop_after, progress))
     accelerator, out_dir = run.accelerator, run.out_dir
-    if len(images) != len(captions):
-        raise ValueError(f"got {len(images)} images but {len(captions)} captions")
     if init is None:
         vq = VQModel.from_pretrained(vq_dir)
-    if tuple(images.shape[1:]) != (3, vq.config.image_size, vq.config.image_size) or images.dtype != torch.uint8:
-        raise ValueError(f"images must be uint8 (N, 3, {vq.config.image_size}, {vq.config.image_size}) for the "
-                         f"VQ tokenizer in {str(vq_dir)!r}, got {images.dtype} {tuple(images.shape)}")
+    if code_shards is not None:
+        code_shards.check_tokenizer(vq)
+        num_images = len(code_shards)
+    else:
+        if len(images) != len(captions):
+            raise ValueError(f"got {len(images)} images but {len(captions)} captions")
+        if tuple(images.shape[1:]) != (3, vq.config.image_size, vq.config.image_size) or images.dtype != torch.uint8:
+            raise ValueError(f"images must be uint8 (N, 3, {vq.config.image_size}, {vq.config.image_size}) for the "
+                             f"VQ tokenizer in {str(vq_dir)!r}, got {images.dtype} {tuple(images.shape)}")
+        num_images = len(images)
     if accelerator.is_main_process and not (out_dir / "caption_tokenizer").is_dir():
-        skipped = prepare_data(preset, vq, images, captions, out_dir, progress,
+        if code_shards is not None:
+            captions, keys = code_shards.captions_and_keys()
+        skipped = prepare_data(preset, vq, images if code_shards is None else None, captions, out_dir, progress,
                                init.caption_tokenizer if init else None, keys, strict)
         add_skips(out_dir / "data.json", skipped)
     accelerator.wait_for_everyone()
     tokenizer = CaptionTokenizer.from_pretrained(out_dir / "caption_tokenizer")
     data = load_file(str(out_dir / TOKENS_NAME))
     prepared_from = int(data["num_images"]) if "num_images" in data else len(data["codes"])
-    if prepared_from != len(images):
-        raise ValueError(f"{out_dir / TOKENS_NAME} was made from {prepared_from} scenes but {len(images)} were given; "
-                         "resume with the same data or choose another --out")
+    if prepared_from != num_images or ("rows" in data) != (code_shards is not None):
+        raise ValueError(f"{out_dir / TOKENS_NAME} was made from {prepared_from} "
+                         f"{'pre-extracted codes' if 'rows' in data else 'images'} but {num_images} "
+                         f"{'pre-extracted codes' if code_shards is not None else 'images'} were given; resume "
+                         "with the same data or choose another --out")
     config = preset.model_config(tokenizer.vocab_size, vq.config.vocab_size, vq.config.grid_size)
-    prefixes, codes = _prefixes(config, data["caption_ids"]), data["codes"]
+    caption_ids = data["caption_ids"]
+    if code_shards is None:
+        codes_at = data["codes"].__getitem__
+    else:  # read from the memory-mapped shards, a batch at a time
+        rows = data["rows"]
+        codes_at = lambda idx: code_shards.codes[rows[idx]]  # noqa: E731
     null = null_prefixes(config, 1)
 
     set_seed(cfg.seed)
@@ -168,11 +192,11 @@ def train_ar(preset: ARPreset, vq_dir: str | Path | None, images: torch.Tensor, 
     forward_of = functools.cache(lambda prepared: training_forward(prepared, cfg))
 
     def compute_loss(model, step, rank, world):
-        idx = batch_indices(cfg.seed, step, len(codes), cfg.batch_size)
+        idx = batch_indices(cfg.seed, step, len(caption_ids), cfg.batch_size)
         drop = torch.rand(cfg.batch_size, generator=step_generator(cfg.seed, step))
         idx, drop = idx[rank::world], drop[rank::world] < cfg.caption_dropout
-        prefix = torch.where(drop[:, None], null, prefixes[idx])
-        seq = training_sequences(config, prefix, codes[idx]).to(device)
+        prefix = torch.where(drop[:, None], null, _prefixes(config, caption_ids[idx]))
+        seq = training_sequences(config, prefix, codes_at(idx).long()).to(device)
         with autocast:
             logits = forward_of(model)(seq[:, :-1])
         return sequence_loss(config, cfg, logits, seq)
