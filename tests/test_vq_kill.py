@@ -1,4 +1,5 @@
-"""A training run killed with SIGKILL resumes from its last checkpoint and repeats the uninterrupted losses."""
+"""A training run killed with SIGKILL resumes from its last checkpoint and repeats the uninterrupted losses: the
+VQ trainer on images, and the decoder's reading pre-extracted codes from disk."""
 
 import json
 import os
@@ -22,9 +23,10 @@ PRESET = {"model": {"image_size": 64, "base_channels": 8, "channel_mult": [1, 2,
 # two polls. Nothing in the trainer knows about it; the patch lives in this launcher only.
 KILL_AT = 13
 LAUNCHER = f"""
-import os, signal, sys
-import tools.train.vq as trainer
+import importlib, os, signal, sys
 from tools.cli import main
+
+trainer = importlib.import_module("tools.train." + sys.argv[2])
 
 real = trainer.batch_indices
 
@@ -38,9 +40,11 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def train(tmp_path: Path, out: str, *extra: str, kill: bool = False) -> subprocess.Popen:
-    cmd = [sys.executable, "-c", LAUNCHER, "train", "vq", "--preset", str(tmp_path / "preset.json"),
-           "--data", str(tmp_path / "data"), "--out", str(tmp_path / out), *extra]
+def train(tmp_path: Path, out: str, *extra: str, kill: bool = False, model: str = "vq",
+          data: tuple[str, ...] = ()) -> subprocess.Popen:
+    data = data or ("--data", str(tmp_path / "data"))
+    cmd = [sys.executable, "-c", LAUNCHER, "train", model, "--preset", str(tmp_path / "preset.json"), *data,
+           "--out", str(tmp_path / out), *extra]
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "KILL_RUN": "1" if kill else ""}
     return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
@@ -65,4 +69,34 @@ def test_sigkill_then_resume(tmp_path):
     # Every logged step, before the kill and after the resume (which restarts at the last checkpoint), has the
     # loss of the uninterrupted run: same data order, same optimizer and RNG state.
     assert [step for step, _ in resumed] == [*range(1, KILL_AT + 1), *range(13, 17)]  # step 13 ran twice
+    assert all(loss == full[step] for step, loss in resumed)
+
+
+def test_sigkill_then_resume_decoder_reading_codes(tmp_path):
+    import torch
+
+    from tools.codes import encode_source
+    from vq.config import VQConfig
+    from vq.model import VQModel
+
+    make_shards(tmp_path / "data", 32, WorldConfig.from_preset("tiny"), progress=False)
+    torch.manual_seed(0)
+    vq = VQModel(VQConfig(image_size=64, base_channels=8, channel_mult=(1, 2, 2, 2, 2), latent_dim=8,
+                          codebook_size=32, codebook_dim=4, kmeans_init=False)).eval()
+    vq.save_pretrained(tmp_path / "vq")
+    encode_source(str(tmp_path / "data"), vq, tmp_path / "codes", shard_size=10, progress=False)
+    (tmp_path / "preset.json").write_text(json.dumps({
+        "model": {"max_caption_tokens": 64, "dim": 32, "n_layers": 1, "n_heads": 4, "n_kv_heads": 2},
+        "train": {"batch_size": 4, "max_steps": 16, "warmup_steps": 2, "log_every": 1, "checkpoint_every": 4,
+                  "text_vocab_size": 320, "caption_dropout": 0.5}}))
+    codes = ("--vq", str(tmp_path / "vq"), "--codes", str(tmp_path / "codes"))
+    assert train(tmp_path, "full", model="ar", data=codes).wait(timeout=300) == 0
+    run = train(tmp_path, "killed", kill=True, model="ar", data=codes)
+    assert run.wait(timeout=300) == -signal.SIGKILL
+    metrics = tmp_path / "killed" / "metrics.jsonl"
+    assert losses(metrics)[-1][0] == KILL_AT and not (tmp_path / "killed" / "pipeline").exists()
+    assert train(tmp_path, "killed", "--resume", model="ar", data=codes).wait(timeout=300) == 0
+    full, resumed = dict(losses(tmp_path / "full" / "metrics.jsonl")), losses(metrics)
+    # What a resume repeats: the steps after the last checkpoint (13, after checkpoint 12), with the same losses.
+    assert [step for step, _ in resumed] == [*range(1, KILL_AT + 1), *range(13, 17)]
     assert all(loss == full[step] for step, loss in resumed)
