@@ -110,3 +110,21 @@ def test_heldout_split_uses_only_heldout_words():
     opts = SamplingOptions(words="heldout", max_word_len=4)
     words = {w.word for s in range(200) for w in sample_scene(s, "text", opts).words}
     assert words <= set(HELDOUT_WORDS) and all(len(w) <= 4 for w in words)
+
+
+def test_the_grammar_in_docs_is_the_one_the_parser_reads(capsys):
+    import re
+    from pathlib import Path
+
+    from tools.world.grammar import grammar_text
+
+    from .test_cli import run
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "world.md").read_text()
+    assert grammar_text() in doc  # docs/world.md shows the grammar built from the vocabulary
+    code, stdout, _ = run(capsys, "prompts", "--grammar")
+    assert code == 0 and stdout.strip() == grammar_text(4)  # the tiny preset's words: up to 4 letters
+    examples = re.findall(r"`((?:a|the|three) [^`]+)`", doc.split("Examples:")[1].split("\n\n")[0])
+    assert len(examples) == 6
+    for text in examples:
+        parse_caption(text)

@@ -1,4 +1,4 @@
-"""Evaluation prompts per WORLD.md category, drawn from seeds apart from the training data's."""
+"""Evaluation prompts per category (docs/world.md), drawn from seeds apart from the training data's."""
 
 from __future__ import annotations
 

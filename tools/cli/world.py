@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import random
 
-from tools.cli.args import int_at_least, output_file, print_json
+from tools.cli.args import UsageError, int_at_least, output_file, print_json
 from tools.world.config import PRESETS
 from tools.world.vocab import CATEGORIES
 
 
 def register(sub) -> None:
     p = sub.add_parser("render", help="draw the scene a caption describes and judge it",
-                       description="Lay out and draw a scene for CAPTION (WORLD.md grammar), write it as a PNG, "
+                       description="Lay out and draw a scene for CAPTION (t2i prompts --grammar), write it as a PNG, "
                                    "and print the judge's verdict on it as JSON.")
     p.add_argument("caption", help="e.g. 'the word CAT in blue at the bottom and a red circle at the top'")
     p.add_argument("--out", required=True, type=output_file(".png"), help="PNG file to write (its folder must exist)")
@@ -20,15 +20,30 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed for the unstated details (size, jitter, cells)")
     p.set_defaults(func=cmd_render)
 
-    p = sub.add_parser("prompts", help="print evaluation prompts",
-                       description="Print evaluation prompts, one per line, from seeds apart from training data.")
-    p.add_argument("--category", choices=CATEGORIES + ("all",), required=True,
-                   help="a WORLD.md category, or all (NUM prompts of each, in category order)")
-    p.add_argument("--num", type=int_at_least(1), required=True, help="prompts (per category with 'all')")
+    p = sub.add_parser("prompts", help="print evaluation prompts, or the caption grammar",
+                       description="Print evaluation prompts, one per line, from seeds apart from training data; or, "
+                                   "with --grammar, the caption grammar the world is drawn from and the judge reads "
+                                   "(docs/world.md explains it).")
+    p.add_argument("--grammar", action="store_true", help="print the caption grammar and stop")
+    p.add_argument("--category", choices=CATEGORIES + ("all",),
+                   help="a category (docs/world.md), or all (NUM prompts of each, in category order)")
+    p.add_argument("--num", type=int_at_least(1), help="prompts (per category with 'all')")
     p.add_argument("--seed", type=int, default=0, help="prompt seed (default: 0)")
     p.add_argument("--words", choices=("train", "heldout"), default="train", help="word list for text prompts")
     p.add_argument("--preset", choices=PRESETS, default="tiny", help="longest word from a preset (default: tiny)")
-    p.set_defaults(func=cmd_prompts)
+    p.set_defaults(func=cmd_prompts_or_grammar)
+
+
+def cmd_prompts_or_grammar(args) -> None:
+    if args.grammar:
+        from tools.world.config import WorldConfig
+        from tools.world.grammar import grammar_text
+
+        print(grammar_text(WorldConfig.from_preset(args.preset).max_word_len))
+        return
+    if args.category is None or args.num is None:
+        raise UsageError("give --category and --num (or --grammar)")
+    cmd_prompts(args)
 
 
 def cmd_render(args) -> None:

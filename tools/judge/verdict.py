@@ -131,7 +131,7 @@ def check(req: Requirements, det: Detections, caption: str = "") -> Verdict:
 
 
 def score(image, caption: str) -> Verdict:
-    """Judge ``image`` (PIL, or uint8 (H, W, 3)) against ``caption`` (WORLD.md grammar; CaptionError if not)."""
+    """Judge ``image`` (PIL, or uint8 (H, W, 3)) against ``caption`` (the grammar of docs/world.md; CaptionError if not)."""
     req = parse_caption(caption)
     needs_text = any(isinstance(c, TextReq) for c in req.clauses)
     return check(req, detect(image, read_text=needs_text), caption)

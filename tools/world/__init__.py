@@ -1,4 +1,4 @@
-"""The synthetic scene world of ../shared/WORLD.md: vocabulary, captions, scenes and rendering."""
+"""The synthetic scene world of docs/world.md: vocabulary, captions, scenes and rendering."""
 
 from .caption import (
     CaptionError, CountReq, ObjectReq, RelationReq, Requirements, TextReq, category_of, format_caption,

@@ -1,4 +1,4 @@
-"""The caption grammar of WORLD.md: structured requirements, ``format_caption`` and ``parse_caption``.
+"""The caption grammar of docs/world.md: structured requirements, ``format_caption`` and ``parse_caption``.
 
 A caption is a list of clauses plus a background. ``parse_caption(format_caption(r)) == r`` for every
 requirement ``r`` the grammar can express; ``parse_caption`` names the first word it cannot read and what the
@@ -226,7 +226,7 @@ def _clause(r: _Reader) -> Clause:
 
 
 def parse_caption(text: str) -> Requirements:
-    """Parse a caption of the WORLD.md grammar into its requirements, or raise ``CaptionError``.
+    """Parse a caption of the grammar (docs/world.md) into its requirements, or raise ``CaptionError``.
 
     Grammar words are read case-insensitively and "an" is read as "a"; the rendered word is normalised to
     upper case. ``format_caption`` writes the canonical form.

@@ -1,4 +1,4 @@
-"""The closed vocabulary of the scene world (../shared/WORLD.md): colours, shapes, sizes, positions, relations.
+"""The closed vocabulary of the scene world (docs/world.md): colours, shapes, sizes, positions, relations.
 
 Everything the generator draws and the judge looks for is named here once.
 """
@@ -23,7 +23,7 @@ NAMED_BACKGROUNDS = ("black", "gray")  # the ones a caption can name; white is t
 
 SHAPES = ("circle", "square", "triangle", "diamond")
 SIZES = ("small", "large")
-# Side of the shape's bounding square as a fraction of the canvas. WORLD.md says "about 0.32 S" for large;
+# Side of the shape's bounding square as a fraction of the canvas. the world spec says "about 0.32 S" for large;
 # 0.29 S keeps a gap of 0.04 S between two large shapes in neighbouring cells (cells are S/3 wide), which
 # survives a 2x blur at 64 px, where 0.02 S did not (the judge saw two touching squares as one blob).
 SIZE_FRACTION = {"small": 0.18, "large": 0.29}
