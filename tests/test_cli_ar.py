@@ -94,10 +94,22 @@ def test_generate_hybrid_with_zero_refine_steps_writes_the_ar_image(capsys, chec
 
 
 def test_release_writes_fp16(capsys, checkpoint, tmp_path):
+    categories = ["single_object", "position", "two_objects", "relation", "counting", "colour_attribution", "text",
+                  "text_layout"]
+    score = {"num_prompts": 8, "num_images": 8, "overall": 0.125, "text": {"word_accuracy": 0.5, "cer": 0.25},
+             "categories": {c: {"pass_rate": float(i == 0)} for i, c in enumerate(categories)}}
+    (tmp_path / "score.json").write_text(json.dumps(score))
     code, stdout, _ = run(capsys, "release", "--checkpoint", str(checkpoint / "pipe"), "--out", str(tmp_path / "r"),
                           "--refiner", str(checkpoint / "full" / "refiner"), "--diffusion",
-                          str(checkpoint / "full" / "baseline"), "--default-cfg-scale", "2.5")
+                          str(checkpoint / "full" / "baseline"), "--default-cfg-scale", "2.5",
+                          "--scores", f"defaults, 8 prompts={tmp_path / 'score.json'}")
     assert code == 0
+    card = (tmp_path / "r" / "README.md").read_text()  # the model card, from the records only
+    assert "| defaults | 1.00 | 0.00 | 0.00 | 0.00 | 0.00 | 0.00 | 0.00 | 0.00 | 0.125 | 0.50 | 0.25 |" in card
+    assert "cfg_scale 2.5" in card and "## Limits" in card and "16 px" in card
+    code, _, stderr = run(capsys, "release", "--checkpoint", str(checkpoint / "pipe"), "--out", str(tmp_path / "x"),
+                          "--scores", str(tmp_path / "score.json"))
+    assert code == 2 and "--scores: give LABEL=REPORT.json" in stderr and not (tmp_path / "x").exists()
     assert TextToImage.from_pretrained(tmp_path / "r").default_cfg_scale == 2.5
     report = json.loads(stdout)
     assert report["dtype"] == "float16" and "decoder/model.safetensors" in report["files"]

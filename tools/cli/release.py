@@ -6,13 +6,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tools.cli.args import existing_dir, float_in, int_at_least, load_pipeline, print_json
+from tools.cli.args import UsageError, existing_dir, float_in, int_at_least, load_pipeline, print_json
 
 
 def register(sub) -> None:
     p = sub.add_parser("release", help="write a pipeline in fp16 for shipping",
                        description="Copy a pipeline folder (VQ, caption tokenizer, decoder) with its weights "
-                                   "cast to float16; this is how checkpoints/tiny is made from a training run.")
+                                   "cast to float16, with what each model cost to train (training.json) and a "
+                                   "model card (README.md: training, scores, limits); this is how "
+                                   "checkpoints/tiny is made from a training run.")
     p.add_argument("--checkpoint", type=existing_dir, required=True,
                    help="pipeline folder, e.g. runs/ar-tiny/pipeline")
     p.add_argument("--refiner", type=existing_dir, help="refiner model folder to include (t2i train refiner)")
@@ -27,16 +29,38 @@ def register(sub) -> None:
                    help="top-k the release uses when a call gives none; 0: no top-k (default: the checkpoint's)")
     p.add_argument("--default-top-p", type=float_in("default-top-p", 0, 1, open_low=True),
                    help="top-p the release uses when a call gives none (default: the checkpoint's)")
+    p.add_argument("--scores", action="append", default=[], metavar="LABEL=REPORT.json",
+                   help="a 't2i score' report of these weights for the model card's table, with how its images were "
+                        "made, e.g. 'defaults, 400 prompts=runs/score/report.json'; may be repeated")
     p.add_argument("--out", type=Path, required=True, help="output folder, e.g. checkpoints/tiny")
     p.set_defaults(func=cmd_release)
+
+
+def _scores(specs: list[str]) -> dict[str, dict]:
+    """--scores LABEL=FILE -> {label: report}, each file a 't2i score' report."""
+    scores = {}
+    for spec in specs:
+        label, sep, file = spec.rpartition("=")
+        if not sep or not label.strip():
+            raise UsageError(f"--scores: give LABEL=REPORT.json, got {spec!r}")
+        try:
+            report = json.loads(Path(file).read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise UsageError(f"--scores: cannot read a report from {file!r} ({e})") from None
+        if not {"categories", "overall", "num_prompts"} <= set(report):
+            raise UsageError(f"--scores: {file!r} is not a 't2i score' report (no categories/overall)")
+        scores[label.strip()] = report
+    return scores
 
 
 def cmd_release(args) -> None:
     import torch
 
     from ar_model.generation_settings import check_generation_defaults
+    from tools.model_card import model_card
     from vq.pretrained import write_text
 
+    scores = _scores(args.scores)  # checked before anything is written
     pipe = load_pipeline(args.checkpoint)
     release, others, runs = pipe, [], {"ar": args.checkpoint.parent}  # the pipelines that make up the release
     if args.refiner is not None:
@@ -71,5 +95,8 @@ def cmd_release(args) -> None:
                 record.update({"preset_train": data[key]} if key else data)
         training[name] = record or prior.get(name)
     write_text(args.out / "training.json", json.dumps(training, indent=2))
+    components = json.loads((args.out / "pipeline.json").read_text())["components"]
+    write_text(args.out / "README.md", model_card(str(args.out), components, pipe.vq.config.image_size, training,
+                                                  pipe.generation_defaults, scores))
     sizes = {str(p.relative_to(args.out)): p.stat().st_size for p in sorted(args.out.rglob("*")) if p.is_file()}
     print_json({"release": str(args.out), "dtype": "float16", "bytes": sum(sizes.values()), "files": sizes})
