@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 from vq.model import VQModel
-from vq.pretrained import CheckpointError, check_int
+from vq.pretrained import CheckpointError, check_device, check_int, existing_folder
 
 from .beam import beam_search
 from .generate import decode_one_token, generate
@@ -81,9 +81,8 @@ class TextToImage(PipelineMixin):
     def from_pretrained(cls, path: str | Path, device: str | torch.device | None = None,
                         dtype: torch.dtype | None = torch.float32) -> "TextToImage":
         """Load a pipeline folder; weights stored in fp16 are cast to ``dtype`` (float32 by default)."""
-        path = Path(path)
-        if not path.is_dir():
-            raise CheckpointError(f"checkpoint folder {str(path)!r} does not exist")
+        check_device(device)
+        path = existing_folder(path)
         missing = [name for name in (PIPELINE_NAME, *COMPONENTS) if not (path / name).exists()]
         if missing:
             raise CheckpointError(f"checkpoint {str(path)!r} is missing {missing}; a pipeline folder holds "

@@ -34,6 +34,13 @@ class TextToImageOutput:
     prompts: list[str]  # the prompt of each image
     log_probs: torch.Tensor | None = None  # (N,) with sampler="beam": each image's guided log-probability
 
+    def __repr__(self) -> str:  # a summary, not the ids tensor
+        size = "x".join(map(str, self.images[0].size)) if self.images else "-"
+        ids = "None" if self.ids is None else f"tensor{tuple(self.ids.shape)}"
+        extra = "" if self.log_probs is None else f", log_probs=tensor{tuple(self.log_probs.shape)}"
+        return (f"TextToImageOutput(images=[{len(self.images)} PIL images {size}], ids={ids}, "
+                f"prompts={len(self.prompts)}{extra})")
+
 
 # --- images -------------------------------------------------------------------------------------------------
 

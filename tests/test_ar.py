@@ -412,3 +412,24 @@ def test_warm_start_refuses_another_shape_or_vq(training_data, tmp_path, pipe):
     (tmp_path / "first" / "training.json").unlink()
     with pytest.raises(ValueError, match="--init-from: found no training.json with train_seconds"):
         train_ar(tiny_preset(max_steps=2), None, images, captions, tmp_path / "n", progress=False, init_from=first)
+
+
+def test_loading_says_what_is_wrong_with_a_hub_name_or_an_unavailable_device(pipe, tmp_path):
+    with pytest.raises(CheckpointError, match="'org/model' is not a local folder; loading from the Hugging Face Hub "
+                                              "is not supported"):
+        TextToImage.from_pretrained("org/model")
+    with pytest.raises(CheckpointError, match="checkpoint folder '.*nowhere' does not exist"):
+        TextToImage.from_pretrained(tmp_path / "nowhere")
+    pipe.save_pretrained(tmp_path / "p")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match=r"device 'cuda' is not available \(.*\); available: \['cpu'\]"):
+            TextToImage.from_pretrained(tmp_path / "p", device="cuda")
+        with pytest.raises(ValueError, match=r"device 'cuda:0' is not available"):
+            ARDecoder.from_pretrained(tmp_path / "p" / "decoder", device="cuda:0")
+    with pytest.raises(ValueError, match="device 'abacus' is not a torch device"):
+        TextToImage.from_pretrained(tmp_path / "p", device="abacus")
+
+
+def test_output_repr_is_a_summary(pipe):
+    out = pipe(["a red circle", "three green triangles"], num_images=2, sampler="greedy")
+    assert repr(out) == "TextToImageOutput(images=[4 PIL images 16x16], ids=tensor(4, 4, 4), prompts=4)"

@@ -120,6 +120,37 @@ class CheckpointError(ValueError):
     """A checkpoint folder that cannot be loaded; the message says which file and why."""
 
 
+def existing_folder(path: str | Path) -> Path:
+    """``path`` as a Path if it is a folder; else a CheckpointError that says what is wrong, also for a Hub-style
+    name ("org/model"), which cannot be downloaded here."""
+    folder = Path(path)
+    if folder.is_dir():
+        return folder
+    text = str(path)
+    if text.count("/") == 1 and not text.startswith((".", "/", "~")) and not folder.parent.is_dir():
+        raise CheckpointError(f"checkpoint {text!r} is not a local folder; loading from the Hugging Face Hub is not "
+                              "supported (nothing is downloaded): pass a local folder such as checkpoints/tiny")
+    raise CheckpointError(f"checkpoint folder {text!r} does not exist")
+
+
+def check_device(device: str | torch.device | None) -> None:
+    """A device the installed torch can use, or a ValueError naming it and what is available."""
+    if device is None:
+        return
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"device {device!r} is not a torch device ({e})") from None
+    available = {"cpu": True, "cuda": torch.cuda.is_available(),
+                 "mps": getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()}
+    if not available.get(kind, True):
+        usable = [k for k, ok in available.items() if ok]
+        why = ("this torch was built without CUDA" if kind == "cuda" and torch.version.cuda is None
+               else "no such device is visible")
+        raise ValueError(f"device {device!r} is not available ({why}; torch {torch.__version__}); "
+                         f"available: {usable}")
+
+
 class PretrainedMixin:
     """Mix into an ``nn.Module`` whose ``__init__`` takes one config with ``to_dict``/``from_dict``."""
 
@@ -137,9 +168,8 @@ class PretrainedMixin:
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str | torch.device | None = None,
                         dtype: torch.dtype | None = None):
-        path = Path(path)
-        if not path.is_dir():
-            raise CheckpointError(f"checkpoint folder {str(path)!r} does not exist")
+        check_device(device)
+        path = existing_folder(path)
         for name in (CONFIG_NAME, WEIGHTS_NAME):
             if not (path / name).is_file():
                 raise CheckpointError(f"checkpoint {str(path)!r} has no {name}")
