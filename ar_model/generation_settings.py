@@ -7,6 +7,7 @@ the three share one set of names, defaults and checks.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, fields
 
 import torch
@@ -66,6 +67,13 @@ class GenerationSettings:
         check_int("top_k", top_k, 0, optional=True,
                   allowed="None (the checkpoint's default), 0 (keep every code) or an integer >= 1")
         pick = (lambda value, name: defaults[name] if value is None else value)
+        sampler = pick(self.sampler, "sampler")
+        ignored = {name: value for name, value in (("temperature", self.temperature), ("top_k", top_k),
+                                                   ("top_p", self.top_p)) if value is not None}
+        if sampler != "sample" and ignored:  # as transformers does for do_sample=False: said, never silent
+            given = ", ".join(f"{k}={v!r}" for k, v in ignored.items())
+            warnings.warn(f"{given} has no effect with sampler {sampler!r}; only sampler='sample' draws from the "
+                          "filtered distribution", UserWarning, stacklevel=4)
         return SamplingConfig(pick(self.sampler, "sampler"), pick(self.temperature, "temperature"),
                               defaults["top_k"] if top_k is None else (top_k or None), pick(self.top_p, "top_p"),
                               pick(self.cfg_scale, "cfg_scale"), self.cfg_schedule, self.cfg_interval,
