@@ -36,14 +36,15 @@ def test_shipped_checkpoint_is_fp16_and_small():
 
 def test_readme_command_reproduces_the_docs_image(capsys, tmp_path):
     readme = (ROOT / "README.md").read_text()
-    command = 't2i generate "a red circle" --out image.png --num-images 4 --sampler sample --top-k 20 --seed 0'
+    prompt = "the word CAT in blue at the bottom and a red circle at the top"
+    command = f't2i generate "{prompt}" --out image.png --num-images 4 --seed 0'  # no sampling flags: the defaults
     lines = readme.splitlines()
     assert command in lines[lines.index("```bash") + 1]  # the README's first command
-    code, _, _ = run(capsys, "generate", "a red circle", "--out", str(tmp_path / "image.png"), "--num-images", "4",
-                     "--sampler", "sample", "--top-k", "20", "--seed", "0", "--quiet")
+    code, _, _ = run(capsys, "generate", prompt, "--out", str(tmp_path / "image.png"), "--num-images", "4",
+                     "--seed", "0", "--quiet")
     assert code == 0
     made = np.array(Image.open(tmp_path / "image.png"))
-    committed = np.array(Image.open(ROOT / "docs" / "a_red_circle.png"))
+    committed = np.array(Image.open(ROOT / "docs" / "cat_and_circle.png"))
     assert made.shape == committed.shape and np.array_equal(made, committed)
 
 

@@ -24,10 +24,11 @@ def _training_lines(name: str, record: dict | None) -> list[str]:
     if not record:
         return [f"- **{name}**: no training record"]
     processes = record.get("processes", 1)
-    lines = [f"- **{name}**: {record.get('steps', '?')} steps in {processes} process{'es' if processes > 1 else ''}; "
+    init = record.get("init_from")
+    steps = record.get("steps", "?") if not init else f"{init['steps'] + record['steps']} ({init['steps']} + {record['steps']})"
+    lines = [f"- **{name}**: {steps} steps in {processes} process{'es' if processes > 1 else ''}; "
              f"training time {_hours(record['train_seconds'])} in all" if "train_seconds" in record else
              f"- **{name}**: {record.get('steps', '?')} steps"]
-    init = record.get("init_from")
     if init:  # warm-started: the chain of runs the time adds up
         lines.append(f"  - continued from `{init['path']}` ({init['steps']} steps, {_hours(init['train_seconds'])}), "
                      f"then {record['steps']} more steps")
