@@ -24,12 +24,6 @@ def test_two_process_vq_training(tmp_path):
               "train": {"batch_size": 4, "max_steps": 3, "warmup_steps": 1, "log_every": 1, "num_train": 16}}
     (tmp_path / "preset.json").write_text(json.dumps(preset))
     data = ["--data", str(tmp_path / "data")]
-    if source == "codes":
-        from tools.codes import encode_source
-
-        vq = VQModel.from_pretrained(tmp_path / "vq").eval()
-        encode_source(str(tmp_path / "data"), vq, tmp_path / "codes", shard_size=5, progress=False)
-        data = ["--codes", str(tmp_path / "codes")]
     launcher = Path(sys.executable).parent / "accelerate"
     # `--cpu` would start one process: accelerate hands multi-CPU runs to mpirun. `--multi_gpu` starts them with
     # torchrun, and with no GPU the trainer asks accelerate for the CPU, so the two join one gloo group.
