@@ -74,7 +74,7 @@ class GenerationSettings:
             given = ", ".join(f"{k}={v!r}" for k, v in ignored.items())
             warnings.warn(f"{given} has no effect with sampler {sampler!r}; only sampler='sample' draws from the "
                           "filtered distribution", UserWarning, stacklevel=4)
-        return SamplingConfig(pick(self.sampler, "sampler"), pick(self.temperature, "temperature"),
+        return SamplingConfig(sampler, pick(self.temperature, "temperature"),
                               defaults["top_k"] if top_k is None else (top_k or None), pick(self.top_p, "top_p"),
                               pick(self.cfg_scale, "cfg_scale"), self.cfg_schedule, self.cfg_interval,
                               self.beam_width)

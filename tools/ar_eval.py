@@ -107,13 +107,14 @@ def evaluate_ar(pipe: TextToImage, num_scenes: int = 200, prompts_per_category: 
 
 
 def heldout_loss(pipe: TextToImage, images: torch.Tensor, captions: list[str], batch_size: int = 64) -> dict:
+    from tools.train.ar import encode_images
+
     """Held-out loss for data the judge cannot score: teacher-forced bits per image code under each image's
     caption (with a 95% interval over images) and under the null caption, and their difference per image (the
     null caption is trained on only ``caption_dropout`` of the samples, so the difference also holds how much
     less the unconditional model has learned; it is no mutual information). images: uint8 (N, 3, S, S)."""
     c = pipe.decoder.config
-    codes = torch.cat([pipe.vq.encode(images[i:i + batch_size].float().div(255).to(pipe.device)).flatten(1).cpu()
-                       for i in range(0, len(images), batch_size)])
+    codes = encode_images(pipe.vq, images, batch_size, progress=False).long()
     per_code = {}
     for name, caps in (("caption", captions), ("null_caption", None)):
         bits = -code_log_likelihood(pipe, caps, codes, batch_size) / c.image_tokens / math.log(2)  # (N,)

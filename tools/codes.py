@@ -12,7 +12,6 @@ the same batches and losses, and under ``accelerate launch`` each process takes 
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -25,12 +24,10 @@ MANIFEST_NAME = "codes.json"
 
 
 def weights_digest(module: torch.nn.Module) -> str:
-    """sha256 of a module's float32 weights, to tell which tokenizer made a set of codes."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
+    """What tells which tokenizer made a set of codes: the digest of its weights as float32."""
+    from tools.train.loop import state_digest
+
+    return state_digest(module, torch.float32)
 
 
 class RowStore:

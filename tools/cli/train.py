@@ -196,25 +196,20 @@ def cmd_train_ar(args) -> None:
                              f"images but the VQ tokenizer takes {size} px")
     else:
         images, captions = _read_data(args, size, preset.train.num_train)
-    try:
-        pipeline_dir = train_ar(preset, args.vq, images, captions, args.out, max_minutes=args.max_minutes,
-                                resume=args.resume, init_from=args.init_from, keys=args.keys, strict=args.strict,
-                                code_shards=code_shards)
-    except ValueError as e:
-        if not str(e).startswith(("--init-from", "--vq", "--codes")):
-            raise
-        raise UsageError(str(e)) from None
+    pipeline_dir = train_ar(preset, args.vq, images, captions, args.out, max_minutes=args.max_minutes,
+                            resume=args.resume, init_from=args.init_from, keys=args.keys, strict=args.strict,
+                            code_shards=code_shards)
     print_json({"pipeline": str(pipeline_dir)})
 
 
 def cmd_train_diffusion(args) -> None:
     """``t2i train refiner`` and ``t2i train diffusion``."""
     from tools.train.config import DiffusionPreset
-    from tools.train.diffusion import baseline_conditions, refiner_conditions, train_diffusion
+    from tools.train.diffusion import COMPONENTS, baseline_conditions, refiner_conditions, train_diffusion
 
     kind = args.train_command  # "refiner" or "diffusion"
     check_preset_file(args.preset)
-    _check_init_from(args, *(("refiner", "refiner") if kind == "refiner" else ("baseline", "baseline")))
+    _check_init_from(args, COMPONENTS[kind], COMPONENTS[kind])  # its folder and training.json key
     preset = _with_train_overrides(DiffusionPreset.from_name(kind, args.preset), args)
     if kind == "refiner":
         from vq.model import VQModel
@@ -236,11 +231,6 @@ def cmd_train_diffusion(args) -> None:
         except ValueError as e:
             raise UsageError(f"--data: {e} (the preset's max_caption_tokens is {length})") from None
         images = images[kept] if len(kept) < len(images) else images
-    try:
-        model_dir = train_diffusion(preset, images, conditions, args.out, max_minutes=args.max_minutes,
-                                    resume=args.resume, init_from=args.init_from)
-    except ValueError as e:
-        if not str(e).startswith("--init-from"):
-            raise
-        raise UsageError(str(e)) from None
+    model_dir = train_diffusion(preset, images, conditions, args.out, max_minutes=args.max_minutes,
+                                resume=args.resume, init_from=args.init_from)
     print_json({"model": str(model_dir)})

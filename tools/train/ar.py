@@ -26,7 +26,7 @@ from ar_model.text_tokenizer import CaptionTokenizer
 from vq.model import VQModel
 from vq.pretrained import atomic_path
 
-from tools.codes import CodeShards
+from tools.codes import CodeShards, weights_digest
 
 from .captions import add_skips, encode_captions
 from .config import ARPreset
@@ -118,9 +118,8 @@ def _warm_start(init_from: Path, vq_dir: str | Path | None) -> tuple[TextToImage
     given as well must hold the same weights) and what the decoder had cost."""
     init = TextToImage.from_pretrained(init_from)
     if vq_dir is not None:
-        given = VQModel.from_pretrained(vq_dir, dtype=torch.float32)
-        if given.config != init.vq.config or any(not torch.equal(a, b) for a, b in
-                                                 zip(given.state_dict().values(), init.vq.state_dict().values())):
+        given = VQModel.from_pretrained(vq_dir)
+        if given.config != init.vq.config or weights_digest(given) != weights_digest(init.vq):
             raise ValueError(f"--vq: {str(vq_dir)!r} is not the VQ tokenizer of the --init-from pipeline "
                              f"{str(init_from)!r}; its decoder reads that one's codes (leave --vq out to use it)")
     return init, init.vq, prior_training(Path(init_from), "ar")

@@ -57,9 +57,13 @@ def learning_rate(step: int, base: float, warmup: int, total: int) -> float:
     return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def state_digest(model: torch.nn.Module) -> str:
+def state_digest(model: torch.nn.Module, dtype: torch.dtype | None = None) -> str:
+    """sha256 of a module's state, names and bytes; ``dtype`` casts floating tensors first, so that a model
+    and its copy in another precision (a release's fp16, loaded as float32) hash alike."""
     digest = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
+        if dtype is not None and tensor.is_floating_point():
+            tensor = tensor.to(dtype)
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
