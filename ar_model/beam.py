@@ -3,7 +3,7 @@
 Beams are ranked by the sum of log-probabilities under the *guided* distribution,
 log_softmax(uncond + s * (cond - uncond)), over the image codes. The image length is fixed, so no length
 penalty is needed. Each beam owns a conditional and an unconditional row of the KV cache; when beams are
-re-ranked both halves are reordered together, and when guidance ends (``cfg_interval``) the unconditional rows
+re-ranked both halves are reordered together, and when guidance ends (``guidance_interval``) the unconditional rows
 are dropped.
 """
 
@@ -22,11 +22,11 @@ from .sampling import SamplingConfig
 @torch.no_grad()
 def beam_search(model: ARDecoder, prompts: torch.Tensor, sampling: SamplingConfig,
                 uncond_prompts: torch.Tensor | None = None, progress_bar: Callable | None = None,
-                decode_fn=decode_one_token) -> tuple[torch.Tensor, torch.Tensor]:
+                decode_fn=decode_one_token, callback: Callable | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """prompts (B, prefix_len) -> (codes (B, image_tokens), guided log-probability of each (B,)).
 
-    Width ``sampling.beam_width``; guidance and ``progress_bar`` as in ``generate`` (scale, schedule, interval,
-    uncond prompts).
+    Width ``sampling.beam_width``; guidance, ``progress_bar`` and ``callback`` as in ``generate`` (scale,
+    schedule, interval, uncond prompts; the callback sees each prompt's best beam so far).
     """
     c = model.config
     layout = image_layout(c)
@@ -53,13 +53,15 @@ def beam_search(model: ARDecoder, prompts: torch.Tensor, sampling: SamplingConfi
             parent, code = flat // n_codes, flat % n_codes
             seqs = seqs.gather(1, parent[..., None].expand(-1, -1, c.image_tokens))
             seqs[:, :, i] = code
+            if callback is not None:  # topk sorts: beam 0 is each prompt's best so far
+                callback(i, i, {"ids": seqs[:, 0, :i + 1]})
             if i == c.image_tokens - 1:
                 break
             source = (first_row + parent).view(-1)  # the cache row each new beam continues from
             # Only the image part written so far moves: a prompt's beams share its caption rows.
             model.reorder_caches(torch.cat([source, source + beams]) if guided else source, c.prefix_len,
                                  layout.code_positions[i])
-            if guided and sampling.cfg_interval is not None and i + 1 >= sampling.cfg_interval:
+            if guided and sampling.guidance_interval is not None and i + 1 >= sampling.guidance_interval:
                 model.shrink_caches(beams)  # guidance is over: drop the unconditional rows
                 guided = False
             token = (code.view(-1) + c.image_offset).repeat(2 if guided else 1)[:, None]

@@ -38,13 +38,13 @@ def feed_structural(model: ARDecoder, logits: torch.Tensor, tokens: tuple[int, .
     return logits
 
 
-def image_logits(model: ARDecoder, logits: torch.Tensor, cfg_scale: float, batch: int) -> torch.Tensor:
+def image_logits(model: ARDecoder, logits: torch.Tensor, guidance_scale: float, batch: int) -> torch.Tensor:
     """Full-vocabulary logits (B or 2B, V) -> logits over the image codes only (B, codebook), guided when the
     rows hold an unconditional half."""
     c = model.config
     codes = logits[:, c.image_offset:c.image_offset + c.codebook_size]
     if codes.shape[0] == 2 * batch:
-        return guide(codes[:batch], codes[batch:], cfg_scale)
+        return guide(codes[:batch], codes[batch:], guidance_scale)
     return codes
 
 
@@ -57,13 +57,13 @@ def start_rows(model: ARDecoder, prompts: torch.Tensor, sampling: SamplingConfig
                          f"got {tuple(prompts.shape)}")
     if uncond_prompts is None:
         if sampling.guided:
-            raise ValueError(f"cfg_scale {sampling.cfg_scale} needs uncond_prompts (null captions or a negative "
+            raise ValueError(f"guidance_scale {sampling.guidance_scale} needs uncond_prompts (null captions or a negative "
                              "prompt)")
         return prompts, False
     if uncond_prompts.shape != prompts.shape:
         raise ValueError(f"uncond_prompts must have the shape of prompts {tuple(prompts.shape)}, "
                          f"got {tuple(uncond_prompts.shape)}")
-    if sampling.cfg_interval == 0:  # no token is guided: the unconditional half is never computed
+    if sampling.guidance_interval == 0:  # no token is guided: the unconditional half is never computed
         return prompts, False
     return torch.cat([prompts, uncond_prompts]), True
 
@@ -72,14 +72,16 @@ def start_rows(model: ARDecoder, prompts: torch.Tensor, sampling: SamplingConfig
 def generate(model: ARDecoder, prompts: torch.Tensor, sampling: SamplingConfig,
              generators: list[torch.Generator] | None = None, uncond_prompts: torch.Tensor | None = None,
              fixed: torch.Tensor | None = None, progress_bar: Callable | None = None,
-             decode_fn=decode_one_token) -> torch.Tensor:
+             decode_fn=decode_one_token, callback: Callable | None = None) -> torch.Tensor:
     """prompts (B, prefix_len): captions and BOI -> image codes (B, image_tokens), in [0, codebook_size).
 
     ``uncond_prompts`` (B, prefix_len), the null captions or a negative prompt, are the unconditional half of
-    guidance; the batch is doubled whenever they are given, and shrinks back to B after ``sampling.cfg_interval``
+    guidance; the batch is doubled whenever they are given, and shrinks back to B after ``sampling.guidance_interval``
     tokens. ``fixed`` (B, image_tokens) holds codes to keep (-1 where the model chooses): the model reads them as
     if it had drawn them (editing). ``progress_bar(iterable, desc=...)`` wraps the token loop (tqdm, or a
     pipeline's ``progress_bar``; None: no bar). ``decode_fn`` may be a compiled ``decode_one_token``.
+    ``callback(i, i, {"ids": codes so far (B, i + 1)})`` runs after each image token (a pipeline's
+    ``callback_on_step_end``); what it returns is not used (the codes drawn stay drawn).
     """
     c = model.config
     layout = image_layout(c)
@@ -98,9 +100,11 @@ def generate(model: ARDecoder, prompts: torch.Tensor, sampling: SamplingConfig,
             if fixed is not None:
                 code = torch.where(fixed[:, i] >= 0, fixed[:, i], code)
             out[:, i] = code
+            if callback is not None:
+                callback(i, i, {"ids": out[:, :i + 1]})
             if i == c.image_tokens - 1:
                 break
-            if guided and sampling.cfg_interval is not None and i + 1 >= sampling.cfg_interval:
+            if guided and sampling.guidance_interval is not None and i + 1 >= sampling.guidance_interval:
                 model.shrink_caches(batch)  # guidance is over: the unconditional half is dropped, not merely ignored
                 guided = False
             token = (code + c.image_offset).repeat(2 if guided else 1)[:, None]

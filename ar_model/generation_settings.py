@@ -8,6 +8,7 @@ the three share one set of names, defaults and checks.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 
 import torch
@@ -16,11 +17,11 @@ from vq.pretrained import check_int
 
 from .sampling import SamplingConfig
 
-DEFAULT_CFG_SCALE = 3.0
+DEFAULT_GUIDANCE_SCALE = 3.0
 # What a call that names no sampling setting gets when pipeline.json records none (a checkpoint records its own,
 # chosen by measurement: `t2i release --default-...`).
 GENERATION_DEFAULTS = {"sampler": "greedy", "temperature": 1.0, "top_k": None, "top_p": None,
-                       "cfg_scale": DEFAULT_CFG_SCALE}
+                       "guidance_scale": DEFAULT_GUIDANCE_SCALE}
 
 
 def check_generation_defaults(defaults: dict) -> dict:
@@ -29,27 +30,34 @@ def check_generation_defaults(defaults: dict) -> dict:
     if unknown:
         raise ValueError(f"unknown generation defaults {unknown}; allowed: {sorted(GENERATION_DEFAULTS)}")
     merged = {**GENERATION_DEFAULTS, **defaults}
-    SamplingConfig(merged["sampler"], merged["temperature"], merged["top_k"], merged["top_p"], merged["cfg_scale"])
+    SamplingConfig(merged["sampler"], merged["temperature"], merged["top_k"], merged["top_p"], merged["guidance_scale"])
     return merged
 
 
 @dataclass(frozen=True)
 class GenerationSettings:
     """``TextToImage.__call__``'s keyword arguments, with its defaults (a test keeps the two equal).
-    ``sampler``, ``temperature``, ``top_k``, ``top_p`` and ``cfg_scale`` left at None take the checkpoint's
-    defaults; ``top_k=0`` and ``top_p=1.0`` turn those filters off."""
+    ``sampler``, ``temperature``, ``top_k``, ``top_p`` and ``guidance_scale`` left at None take the checkpoint's
+    defaults; ``top_k=0`` and ``top_p=1.0`` turn those filters off. The order is diffusers' (prompt-side
+    arguments, then guidance, generator, output, callback, size), then the sampler's."""
 
-    num_images: int = 1
+    negative_prompt: str | list[str] | None = None
+    num_images_per_prompt: int = 1
+    guidance_scale: float | None = None
+    generator: torch.Generator | list[torch.Generator] | None = None
+    output_type: str = "pil"
+    callback_on_step_end: Callable | None = None
+    height: int | None = None
+    width: int | None = None
     sampler: str | None = None
     temperature: float | None = None
     top_k: int | None = None
     top_p: float | None = None
-    cfg_scale: float | None = None
-    cfg_schedule: str = "constant"
-    cfg_interval: int | None = None
+    guidance_schedule: str = "constant"
+    guidance_interval: int | None = None
     beam_width: int = 1
-    negative_prompt: str | list[str] | None = None
-    generator: torch.Generator | list[torch.Generator] | None = None
+    num_inference_steps: int | None = None  # only the number of image tokens: a decoder step each
+    strict: bool = False  # a prompt the checkpoint does not know is an error, not a warning
 
     @classmethod
     def from_kwargs(cls, kwargs: dict) -> "GenerationSettings":
@@ -76,5 +84,5 @@ class GenerationSettings:
                           "filtered distribution", UserWarning, stacklevel=4)
         return SamplingConfig(sampler, pick(self.temperature, "temperature"),
                               defaults["top_k"] if top_k is None else (top_k or None), pick(self.top_p, "top_p"),
-                              pick(self.cfg_scale, "cfg_scale"), self.cfg_schedule, self.cfg_interval,
+                              pick(self.guidance_scale, "guidance_scale"), self.guidance_schedule, self.guidance_interval,
                               self.beam_width)

@@ -12,7 +12,7 @@ import torch
 from vq.pretrained import check_int, check_number
 
 SAMPLERS = ("greedy", "sample", "beam")
-CFG_SCHEDULES = ("constant", "linear")
+GUIDANCE_SCHEDULES = ("constant", "linear")
 
 
 @dataclass(frozen=True)
@@ -21,9 +21,9 @@ class SamplingConfig:
     temperature: float = 1.0
     top_k: int | None = None
     top_p: float | None = None
-    cfg_scale: float = 1.0
-    cfg_schedule: str = "constant"  # linear: the scale ramps from 1 at the first image token to cfg_scale at the last
-    cfg_interval: int | None = None  # image tokens that get guidance (None: all); after them the batch halves
+    guidance_scale: float = 1.0
+    guidance_schedule: str = "constant"  # linear: the scale ramps from 1 at the first image token to guidance_scale at the last
+    guidance_interval: int | None = None  # image tokens that get guidance (None: all); after them the batch halves
     beam_width: int = 1  # with sampler="beam"
 
     def __post_init__(self):
@@ -32,10 +32,10 @@ class SamplingConfig:
         check_number("temperature", self.temperature, 0)
         check_int("top_k", self.top_k, 1, optional=True)
         check_number("top_p", self.top_p, 0, 1, low_open=True, optional=True)
-        check_cfg_scale(self.cfg_scale)
-        if self.cfg_schedule not in CFG_SCHEDULES:
-            raise ValueError(f"cfg_schedule must be one of {list(CFG_SCHEDULES)}, got {self.cfg_schedule!r}")
-        check_int("cfg_interval", self.cfg_interval, 0, optional=True)
+        check_guidance_scale(self.guidance_scale)
+        if self.guidance_schedule not in GUIDANCE_SCHEDULES:
+            raise ValueError(f"guidance_schedule must be one of {list(GUIDANCE_SCHEDULES)}, got {self.guidance_schedule!r}")
+        check_int("guidance_interval", self.guidance_interval, 0, optional=True)
         check_int("beam_width", self.beam_width, 1)
 
     @property
@@ -44,18 +44,18 @@ class SamplingConfig:
 
     @property
     def guided(self) -> bool:
-        return self.cfg_scale != 1 and self.cfg_interval != 0
+        return self.guidance_scale != 1 and self.guidance_interval != 0
 
     def scale_at(self, index: int, length: int) -> float:
         """The guidance scale of image token ``index`` of ``length``."""
-        if self.cfg_schedule == "linear" and length > 1:
-            return 1.0 + (self.cfg_scale - 1.0) * index / (length - 1)
-        return float(self.cfg_scale)
+        if self.guidance_schedule == "linear" and length > 1:
+            return 1.0 + (self.guidance_scale - 1.0) * index / (length - 1)
+        return float(self.guidance_scale)
 
 
-def check_cfg_scale(cfg_scale) -> None:
+def check_guidance_scale(guidance_scale) -> None:
     """A guidance scale is a number >= 1 (1 turns guidance off); shared by the AR and diffusion pipelines."""
-    check_number("cfg_scale", cfg_scale, 1, note=" (1 turns guidance off)")
+    check_number("guidance_scale", guidance_scale, 1, note=" (1 turns guidance off)")
 
 
 def guide(cond: torch.Tensor, uncond: torch.Tensor, scale: float) -> torch.Tensor:

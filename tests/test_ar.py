@@ -45,8 +45,8 @@ def test_cached_logits_equal_full_forward_at_every_position(n_kv_heads):
     torch.testing.assert_close(cached, full, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("cfg_interval", [None, 4])
-def test_cache_is_allocated_once_per_call(cfg_interval):
+@pytest.mark.parametrize("guidance_interval", [None, 4])
+def test_cache_is_allocated_once_per_call(guidance_interval):
     m = decoder()
     buffers = []
 
@@ -56,7 +56,7 @@ def test_cache_is_allocated_once_per_call(cfg_interval):
         return decode_one_token(model, token, input_pos)
 
     prompts = caption_prefixes(m.config, [[1, 2], [3]])
-    generate(m, prompts, SamplingConfig(cfg_scale=2.0, cfg_interval=cfg_interval), uncond_prompts=null_prefixes(
+    generate(m, prompts, SamplingConfig(guidance_scale=2.0, guidance_interval=guidance_interval), uncond_prompts=null_prefixes(
         m.config, 2), decode_fn=recording_step)
     # Every step writes the same memory in place (shrinking for the end of guidance keeps it too).
     assert len(buffers) == m.config.image_tokens - 1 and len(set(buffers)) == 1
@@ -67,7 +67,7 @@ def test_full_forward_after_generate_equals_the_forward_before():
     m = decoder()
     seq = torch.randint(0, m.config.vocab_size, (2, m.config.max_seq_len))
     before = m(seq)
-    generate(m, caption_prefixes(m.config, [[1, 2], [3]]), SamplingConfig(cfg_scale=2.0),
+    generate(m, caption_prefixes(m.config, [[1, 2], [3]]), SamplingConfig(guidance_scale=2.0),
              uncond_prompts=null_prefixes(m.config, 2))
     assert torch.equal(m(seq), before)  # no clear_caches: the decoder keeps no decoding state
     beam_search(m, caption_prefixes(m.config, [[1]]), SamplingConfig("beam", beam_width=2))
@@ -91,16 +91,16 @@ def test_greedy_equals_repeated_argmax_of_full_forward():
 
 
 @pytest.mark.parametrize("sampler", ["greedy", "sample"])
-def test_cfg_scale_one_equals_no_guidance(sampler):
+def test_guidance_scale_one_equals_no_guidance(sampler):
     m = decoder()
     prompts = caption_prefixes(m.config, [[1, 2], [3, 4, 5]])
-    sampling = SamplingConfig(sampler, cfg_scale=1.0)
+    sampling = SamplingConfig(sampler, guidance_scale=1.0)
     plain = generate(m, prompts, sampling, [torch.Generator().manual_seed(s) for s in (1, 2)])
     # The doubled batch (captions + null captions) at scale 1 must give the captions' tokens exactly.
     doubled = generate(m, prompts, sampling, [torch.Generator().manual_seed(s) for s in (1, 2)],
                        uncond_prompts=null_prefixes(m.config, 2))
     assert torch.equal(plain, doubled)
-    guided = generate(m, prompts, SamplingConfig(sampler, cfg_scale=4.0),
+    guided = generate(m, prompts, SamplingConfig(sampler, guidance_scale=4.0),
                       [torch.Generator().manual_seed(s) for s in (1, 2)], uncond_prompts=null_prefixes(m.config, 2))
     assert not torch.equal(plain, guided)  # and guidance does change something
 
@@ -200,14 +200,14 @@ def test_tokenizer_round_trip_and_missing_file(tokenizer, tmp_path):
 # --- pipeline ------------------------------------------------------------------------------------------------
 
 def test_pipeline_output_and_seeds(pipe):
-    out = pipe(["a red circle", "the word CAT"], num_images=2, sampler="sample", cfg_scale=2.0,
+    out = pipe(["a red circle", "the word CAT"], num_images_per_prompt=2, sampler="sample", guidance_scale=2.0,
                generator=torch.Generator().manual_seed(0))
     assert len(out.images) == 4 and out.images[0].size == (16, 16) and out.images[0].mode == "RGB"
     assert out.ids.shape == (4, 4, 4) and out.prompts == ["a red circle"] * 2 + ["the word CAT"] * 2
-    again = pipe(["a red circle", "the word CAT"], num_images=2, sampler="sample", cfg_scale=2.0,
+    again = pipe(["a red circle", "the word CAT"], num_images_per_prompt=2, sampler="sample", guidance_scale=2.0,
                  generator=torch.Generator().manual_seed(0))
     assert torch.equal(out.ids, again.ids)
-    other = pipe(["a red circle", "the word CAT"], num_images=2, sampler="sample", cfg_scale=2.0,
+    other = pipe(["a red circle", "the word CAT"], num_images_per_prompt=2, sampler="sample", guidance_scale=2.0,
                  generator=torch.Generator().manual_seed(1))
     assert not torch.equal(out.ids, other.ids)
 
@@ -216,27 +216,27 @@ def test_pipeline_save_load_round_trip(pipe, tmp_path):
     pipe.save_pretrained(tmp_path / "p")
     loaded = TextToImage.from_pretrained(tmp_path / "p")
     loaded.set_progress_bar_config(disable=True)
-    a = pipe("a blue square", cfg_scale=2.0)
-    b = loaded("a blue square", cfg_scale=2.0)
+    a = pipe("a blue square", guidance_scale=2.0)
+    b = loaded("a blue square", guidance_scale=2.0)
     assert torch.equal(a.ids, b.ids) and a.images[0].tobytes() == b.images[0].tobytes()
 
 
 def test_generation_defaults_are_saved_and_fill_what_a_call_leaves_out(pipe, tmp_path):
     chosen = TextToImage(pipe.vq, pipe.caption_tokenizer, pipe.decoder,
-                         generation_defaults={"sampler": "sample", "top_k": 3, "cfg_scale": 1.5})
+                         generation_defaults={"sampler": "sample", "top_k": 3, "guidance_scale": 1.5})
     chosen.save_pretrained(tmp_path / "p")
     loaded = TextToImage.from_pretrained(tmp_path / "p")
     loaded.set_progress_bar_config(disable=True)
     assert loaded.generation_defaults == {"sampler": "sample", "temperature": 1.0, "top_k": 3, "top_p": None,
-                                          "cfg_scale": 1.5}
+                                          "guidance_scale": 1.5}
     seed = (lambda: torch.Generator().manual_seed(0))
-    by_default = loaded("a blue square", num_images=3, generator=seed())
-    explicit = pipe("a blue square", num_images=3, sampler="sample", temperature=1.0, top_k=3, cfg_scale=1.5,
+    by_default = loaded("a blue square", num_images_per_prompt=3, generator=seed())
+    explicit = pipe("a blue square", num_images_per_prompt=3, sampler="sample", temperature=1.0, top_k=3, guidance_scale=1.5,
                     generator=seed())
     assert torch.equal(by_default.ids, explicit.ids)
     # top_k=0 turns the checkpoint's top-k off.
-    unfiltered = pipe("a blue square", num_images=3, sampler="sample", cfg_scale=1.5, generator=seed())
-    assert torch.equal(loaded("a blue square", num_images=3, top_k=0, generator=seed()).ids, unfiltered.ids)
+    unfiltered = pipe("a blue square", num_images_per_prompt=3, sampler="sample", guidance_scale=1.5, generator=seed())
+    assert torch.equal(loaded("a blue square", num_images_per_prompt=3, top_k=0, generator=seed()).ids, unfiltered.ids)
     assert not torch.equal(unfiltered.ids, explicit.ids)
     with pytest.raises(ValueError, match="unknown generation defaults"):
         TextToImage(pipe.vq, pipe.caption_tokenizer, pipe.decoder, generation_defaults={"top_n": 3})
@@ -258,16 +258,16 @@ def test_fp16_release_loads_as_float32(pipe, tmp_path):
     (dict(prompt="a r\u00e9d circle"), "not allowed"),
     (dict(prompt=[]), "non-empty list"),
     (dict(prompt=3), "prompt must be"),
-    (dict(cfg_scale=0.5), "cfg_scale must be a number >= 1"),
+    (dict(guidance_scale=0.5), "guidance_scale must be a number >= 1"),
     (dict(top_p=0.0, sampler="sample"), "top_p must be"),
     (dict(top_p=1.5, sampler="sample"), "top_p must be"),
     (dict(top_k=-1, sampler="sample"), "top_k must be"),
     (dict(temperature=-1.0, sampler="sample"), "temperature must be"),
-    (dict(num_images=0), "num_images must be"),
+    (dict(num_images_per_prompt=0), "num_images_per_prompt must be"),
     (dict(sampler="nucleus"), "sampler must be one of"),
     (dict(sampler="beam", beam_width=0), "beam_width must be"),
-    (dict(cfg_schedule="cosine"), "cfg_schedule must be one of"),
-    (dict(cfg_interval=-1), "cfg_interval must be"),
+    (dict(guidance_schedule="cosine"), "guidance_schedule must be one of"),
+    (dict(guidance_interval=-1), "guidance_interval must be"),
     (dict(negative_prompt=["a", "b"]), "one per prompt"),
     (dict(negative_prompt="blue \u2603"), "negative_prompt: prompt"),
     (dict(generator=[torch.Generator()] * 3), "one torch.Generator per image"),
@@ -340,7 +340,7 @@ def test_training_overfits_one_batch(training_data, tmp_path):
     trained.set_progress_bar_config(disable=True)
     # It learned the data: greedy decoding of a training caption gives that image's codes back.
     codes = trained.vq.encode(images[:1].float() / 255)
-    assert torch.equal(trained(captions[0], cfg_scale=1.0).ids, codes)
+    assert torch.equal(trained(captions[0], guidance_scale=1.0).ids, codes)
 
 
 def test_compiled_training_matches_eager_and_resumes_without_compile(training_data, tmp_path):
@@ -432,7 +432,7 @@ def test_loading_says_what_is_wrong_with_a_hub_name_or_an_unavailable_device(pip
 
 
 def test_output_repr_is_a_summary(pipe):
-    out = pipe(["a red circle", "three green triangles"], num_images=2, sampler="greedy")
+    out = pipe(["a red circle", "three green triangles"], num_images_per_prompt=2, sampler="greedy")
     assert repr(out) == "TextToImageOutput(images=[4 PIL images 16x16], ids=tensor(4, 4, 4), prompts=4)"
 
 

@@ -43,31 +43,31 @@ def guided_log_prob(m: ARDecoder, prompt: torch.Tensor, uncond: torch.Tensor | N
     return cond.log_softmax(-1).gather(-1, codes[..., None]).squeeze(-1).sum(-1)
 
 
-@pytest.mark.parametrize("cfg_scale", [1.0, 3.0])
-def test_beam_width_one_equals_greedy(cfg_scale):
+@pytest.mark.parametrize("guidance_scale", [1.0, 3.0])
+def test_beam_width_one_equals_greedy(guidance_scale):
     m = decoder()
     prompts = caption_prefixes(m.config, [[1, 2], [3, 4, 5]])
-    uncond = null_prefixes(m.config, 2) if cfg_scale > 1 else None
-    greedy = generate(m, prompts, SamplingConfig("greedy", cfg_scale=cfg_scale), uncond_prompts=uncond)
-    beam, _ = beam_search(m, prompts, SamplingConfig("beam", cfg_scale=cfg_scale, beam_width=1), uncond)
+    uncond = null_prefixes(m.config, 2) if guidance_scale > 1 else None
+    greedy = generate(m, prompts, SamplingConfig("greedy", guidance_scale=guidance_scale), uncond_prompts=uncond)
+    beam, _ = beam_search(m, prompts, SamplingConfig("beam", guidance_scale=guidance_scale, beam_width=1), uncond)
     assert torch.equal(beam, greedy)
 
 
-@pytest.mark.parametrize("cfg_scale", [1.0, 2.5])
-def test_wide_beam_finds_the_exhaustive_optimum(cfg_scale):
+@pytest.mark.parametrize("guidance_scale", [1.0, 2.5])
+def test_wide_beam_finds_the_exhaustive_optimum(guidance_scale):
     # 3 codes, 2x2 image: 81 sequences; width 27 keeps every prefix, so the search is exhaustive.
     m = decoder(codebook_size=3, grid_size=2)
     c = m.config
     prompt = caption_prefixes(c, [[1, 2, 3]])
-    uncond = null_prefixes(c, 1) if cfg_scale > 1 else None
-    codes, log_prob = beam_search(m, prompt, SamplingConfig("beam", cfg_scale=cfg_scale, beam_width=27), uncond)
+    uncond = null_prefixes(c, 1) if guidance_scale > 1 else None
+    codes, log_prob = beam_search(m, prompt, SamplingConfig("beam", guidance_scale=guidance_scale, beam_width=27), uncond)
     every = torch.tensor(list(itertools.product(range(3), repeat=4)))
-    scores = guided_log_prob(m, prompt, uncond, every, cfg_scale)
+    scores = guided_log_prob(m, prompt, uncond, every, guidance_scale)
     assert torch.equal(codes[0], every[scores.argmax()])
     torch.testing.assert_close(log_prob[0], scores.max(), atol=1e-4, rtol=1e-5)
     # A narrow beam is not guaranteed the optimum, but what it reports is its own sequence's log-prob.
-    narrow, narrow_lp = beam_search(m, prompt, SamplingConfig("beam", cfg_scale=cfg_scale, beam_width=2), uncond)
-    torch.testing.assert_close(narrow_lp[0], guided_log_prob(m, prompt, uncond, narrow, cfg_scale)[0],
+    narrow, narrow_lp = beam_search(m, prompt, SamplingConfig("beam", guidance_scale=guidance_scale, beam_width=2), uncond)
+    torch.testing.assert_close(narrow_lp[0], guided_log_prob(m, prompt, uncond, narrow, guidance_scale)[0],
                                atol=1e-4, rtol=1e-5)
 
 
@@ -75,31 +75,31 @@ def test_beam_log_prob_equals_full_forward_recomputation():
     m = decoder()
     prompts = caption_prefixes(m.config, [[1, 2], [7]])
     uncond = null_prefixes(m.config, 2)
-    codes, log_prob = beam_search(m, prompts, SamplingConfig("beam", cfg_scale=2.0, beam_width=4), uncond)
+    codes, log_prob = beam_search(m, prompts, SamplingConfig("beam", guidance_scale=2.0, beam_width=4), uncond)
     for b in range(2):
         expected = guided_log_prob(m, prompts[b:b + 1], uncond[b:b + 1], codes[b:b + 1], 2.0)
         torch.testing.assert_close(log_prob[b], expected[0], atol=1e-4, rtol=1e-5)
 
 
 @pytest.mark.parametrize("sampler", ["greedy", "sample"])
-def test_cfg_interval_zero_is_unguided_and_full_is_plain_cfg(sampler):
+def test_guidance_interval_zero_is_unguided_and_full_is_plain_cfg(sampler):
     m = decoder()
     c = m.config
     prompts, uncond = caption_prefixes(c, [[1, 2], [3]]), null_prefixes(c, 2)
 
     def run(**kw):
         gens = [torch.Generator().manual_seed(s) for s in (3, 4)]
-        return generate(m, prompts, SamplingConfig(sampler, cfg_scale=3.0, **kw), gens, uncond)
+        return generate(m, prompts, SamplingConfig(sampler, guidance_scale=3.0, **kw), gens, uncond)
 
     unguided = generate(m, prompts, SamplingConfig(sampler), [torch.Generator().manual_seed(s) for s in (3, 4)])
-    assert torch.equal(run(cfg_interval=0), unguided)
-    assert torch.equal(run(cfg_interval=c.image_tokens), run())
+    assert torch.equal(run(guidance_interval=0), unguided)
+    assert torch.equal(run(guidance_interval=c.image_tokens), run())
     assert not torch.equal(run(), unguided)
-    partial = run(cfg_interval=4)
+    partial = run(guidance_interval=4)
     assert torch.equal(partial[:, :4], run()[:, :4])  # the first tokens are guided as in plain CFG
 
 
-def test_cfg_interval_shrinks_the_batch():
+def test_guidance_interval_shrinks_the_batch():
     m = decoder()
     c = m.config
     prompts, uncond = caption_prefixes(c, [[1, 2], [3]]), null_prefixes(c, 2)
@@ -111,19 +111,19 @@ def test_cfg_interval_shrinks_the_batch():
         return original(idx, input_pos)
 
     m.forward = spy
-    generate(m, prompts, SamplingConfig("greedy", cfg_scale=3.0, cfg_interval=3), uncond_prompts=uncond)
+    generate(m, prompts, SamplingConfig("greedy", guidance_scale=3.0, guidance_interval=3), uncond_prompts=uncond)
     # The prefill and the steps that give the logits of tokens 1 and 2 run 4 rows; from then on only the 2
     # conditional rows run (one forward per image token after the first).
     assert batches == [4, 4, 4] + [2] * (c.image_tokens - 3)
 
 
 def test_linear_schedule_ramps_from_one():
-    s = SamplingConfig(cfg_scale=5.0, cfg_schedule="linear")
+    s = SamplingConfig(guidance_scale=5.0, guidance_schedule="linear")
     assert [s.scale_at(i, 5) for i in range(5)] == [1.0, 2.0, 3.0, 4.0, 5.0]
-    assert SamplingConfig(cfg_scale=5.0).scale_at(0, 5) == 5.0
+    assert SamplingConfig(guidance_scale=5.0).scale_at(0, 5) == 5.0
     m = decoder()
     prompts, uncond = caption_prefixes(m.config, [[1, 2]]), null_prefixes(m.config, 1)
-    ramped = generate(m, prompts, SamplingConfig(cfg_scale=4.0, cfg_schedule="linear"), uncond_prompts=uncond)
+    ramped = generate(m, prompts, SamplingConfig(guidance_scale=4.0, guidance_schedule="linear"), uncond_prompts=uncond)
     unguided = generate(m, prompts, SamplingConfig())
     assert ramped[0, 0] == unguided[0, 0]  # scale 1 at the first token
 
@@ -132,11 +132,11 @@ def test_negative_prompt_replaces_the_null_caption(pipe):
     c, tok = pipe.decoder.config, pipe.caption_tokenizer
     prompts = caption_prefixes(c, [tok.encode("a red circle")])
     # Plain CFG is guidance against the null caption; a negative prompt takes exactly its place.
-    plain = pipe("a red circle", cfg_scale=3.0).ids.flatten(1)
-    assert torch.equal(plain, generate(pipe.decoder, prompts, SamplingConfig(cfg_scale=3.0),
+    plain = pipe("a red circle", guidance_scale=3.0).ids.flatten(1)
+    assert torch.equal(plain, generate(pipe.decoder, prompts, SamplingConfig(guidance_scale=3.0),
                                        uncond_prompts=null_prefixes(c, 1)))
-    negative = pipe("a red circle", cfg_scale=3.0, negative_prompt="a blue square").ids.flatten(1)
-    assert torch.equal(negative, generate(pipe.decoder, prompts, SamplingConfig(cfg_scale=3.0),
+    negative = pipe("a red circle", guidance_scale=3.0, negative_prompt="a blue square").ids.flatten(1)
+    assert torch.equal(negative, generate(pipe.decoder, prompts, SamplingConfig(guidance_scale=3.0),
                                           uncond_prompts=caption_prefixes(c, [tok.encode("a blue square")])))
     assert not torch.equal(plain, negative)
 

@@ -1,3 +1,4 @@
+import argparse
 import json
 import os
 import subprocess
@@ -124,3 +125,18 @@ def test_exit_code_of_a_real_process(tmp_path):
                             capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(repo)})
     assert result.returncode == 2 and "'moon'" in result.stderr and result.stderr.count("\n") == 1
     assert not out.exists()
+
+
+def test_help_shows_no_doubled_percent_signs(capsys):
+    """argparse %-formats help strings but prints descriptions as written: a '%%' there reaches the user."""
+    from tools.cli import build_parser
+
+    def walk(parser):
+        yield parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    yield from walk(sub)
+
+    for parser in walk(build_parser()):
+        assert "%%" not in parser.format_help(), parser.prog

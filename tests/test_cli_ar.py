@@ -1,7 +1,9 @@
 """``t2i generate``, ``t2i release`` and ``t2i train ar`` through the entry point, on a tiny untrained pipeline."""
 
+import argparse
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -70,7 +72,54 @@ def test_generate_from_a_prompt_file(capsys, checkpoint, tmp_path):
                           "--batch-size", "2", "--quiet")
     assert code == 0 and json.loads(stdout)["num_images"] == 6
     names = sorted(p.name for p in (tmp_path / "imgs").iterdir())
-    assert names == ["00000_0.png", "00000_1.png", "00001_0.png", "00001_1.png", "00002_0.png", "00002_1.png"]
+    # prompt index, image index, seed: prompt p's image i has seed --seed + p * --num-images + i
+    assert names == ["00000_00_seed0.png", "00000_01_seed1.png", "00001_00_seed2.png", "00001_01_seed3.png",
+                     "00002_00_seed4.png", "00002_01_seed5.png"]
+
+
+def test_generate_one_prompt_to_a_grid_and_a_file_per_image(capsys, checkpoint, tmp_path):
+    ckpt = str(checkpoint / "pipe")
+    code, stdout, _ = run(capsys, "generate", "a red circle", "--out", str(tmp_path / "g.webp"), "--out-dir",
+                          str(tmp_path / "each"), "--format", "jpg", "--checkpoint", ckpt, "--num-images", "2",
+                          "--seed", "7", "--quiet")
+    report = json.loads(stdout)
+    assert code == 0 and report["seeds"] == [7, 8]
+    assert [Path(f).name for f in report["files"]] == ["00000_00_seed7.jpg", "00000_01_seed8.jpg"]
+    assert Image.open(tmp_path / "g.webp").format == "WEBP" and Image.open(report["files"][0]).format == "JPEG"
+    # The second file is the image a run at seed 8 makes alone (lossless, to compare pixels).
+    run(capsys, "generate", "a red circle", "--out", str(tmp_path / "eight.png"), "--checkpoint", ckpt,
+        "--seed", "8", "--quiet")
+    run(capsys, "generate", "a red circle", "--out-dir", str(tmp_path / "png"), "--checkpoint", ckpt,
+        "--num-images", "2", "--seed", "7", "--quiet")
+    assert Image.open(tmp_path / "png" / "00000_01_seed8.png").tobytes() == Image.open(tmp_path / "eight.png").tobytes()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--out", "x.gif"], "--out: expected a file name ending in .png or .jpg or .jpeg or .webp, got 'x.gif'"),
+    (["--device", "cuda:7"], "--device: device 'cuda:7' is not available"),
+    (["--device", "toaster"], "--device: device 'toaster' is not a torch device"),
+    (["--dtype", "int8"], "--dtype: invalid choice: 'int8'"),
+])
+def test_generate_bad_output_and_device_arguments(capsys, checkpoint, tmp_path, argv, message):
+    argv = [a.replace("x.gif", str(tmp_path / "x.gif")) for a in argv]
+    code, _, stderr = run(capsys, "generate", "a red circle", "--checkpoint", str(checkpoint / "pipe"),
+                          *(["--out", str(tmp_path / "o.png")] if "--out" not in argv else []), *argv)
+    assert code == 2 and message.replace("x.gif", str(tmp_path / "x.gif")) in stderr, stderr
+    assert not list(tmp_path.glob("o.*"))
+
+
+def test_every_command_that_runs_a_model_takes_device_and_dtype():
+    from tools.cli import build_parser
+
+    parser = build_parser()
+    commands = [["generate"], ["edit", "complete"], ["edit", "regenerate"], ["compare"], ["eval", "ar"],
+                ["eval", "loss"], ["eval", "vq"], ["eval", "digits"], ["eval", "refiner"], ["bench", "decode"]]
+    for command in commands:
+        sub = parser
+        for name in command:
+            sub = next(a for a in sub._actions if isinstance(a, argparse._SubParsersAction)).choices[name]
+        options = {o for a in sub._actions for o in a.option_strings}
+        assert {"--device", "--dtype"} <= options, command
 
 
 @pytest.mark.parametrize("mode, extra", [("hybrid", ["--refine-steps", "2"]), ("diffusion", ["--steps", "3"])])
@@ -106,11 +155,11 @@ def test_release_writes_fp16(capsys, checkpoint, tmp_path):
     assert code == 0
     card = (tmp_path / "r" / "README.md").read_text()  # the model card, from the records only
     assert "| defaults | 1.00 | 0.00 | 0.00 | 0.00 | 0.00 | 0.00 | 0.00 | 0.00 | 0.125 | 0.50 | 0.25 |" in card
-    assert "cfg_scale 2.5" in card and "## Limits" in card and "16 px" in card
+    assert "guidance_scale 2.5" in card and "## Limits" in card and "16 px" in card
     code, _, stderr = run(capsys, "release", "--checkpoint", str(checkpoint / "pipe"), "--out", str(tmp_path / "x"),
                           "--scores", str(tmp_path / "score.json"))
     assert code == 2 and "--scores: give LABEL=REPORT.json" in stderr and not (tmp_path / "x").exists()
-    assert TextToImage.from_pretrained(tmp_path / "r").default_cfg_scale == 2.5
+    assert TextToImage.from_pretrained(tmp_path / "r").default_guidance_scale == 2.5
     report = json.loads(stdout)
     assert report["dtype"] == "float16" and "decoder/model.safetensors" in report["files"]
     original = (checkpoint / "pipe" / "decoder" / "model.safetensors").stat().st_size
@@ -149,11 +198,11 @@ def test_edit_and_export_commands(capsys, checkpoint, tmp_path):
     # The file is the image the API makes with the same settings, and every one of them reached it.
     api = TextToImage.from_pretrained(ckpt)
     api.set_progress_bar_config(disable=True)
-    settings = dict(sampler="beam", beam_width=3, cfg_scale=2.0, cfg_interval=5)
+    settings = dict(sampler="beam", beam_width=3, guidance_scale=2.0, guidance_interval=5)
     out = api("a red circle", negative_prompt="a blue square", **settings)
     assert np.array_equal(np.asarray(Image.open(tmp_path / "b.png").convert("RGB")), np.asarray(out.images[0]))
     assert not torch.equal(out.ids, api("a red circle", **settings).ids)  # the negative prompt changed the tokens
-    everywhere = api("a red circle", **{**settings, "cfg_interval": None}, negative_prompt="a blue square")
+    everywhere = api("a red circle", **{**settings, "guidance_interval": None}, negative_prompt="a blue square")
     assert not torch.allclose(out.log_probs, everywhere.log_probs)  # and the interval changed the beam's scores
 
 
@@ -207,8 +256,8 @@ BAD = [
      "diffusion preset must be one of"),
     (["bench", "decode", "--checkpoint", "{ckpt}/pipe", "--dtype", "int8"], "invalid choice: 'int8'"),
     (["generate", "a red circle", "--out", "{tmp}/missing/x.png"], "folder '{tmp}/missing' of"),
-    (["generate", "a red circle", "--out", "{tmp}/x.jpg"], "ending in .png"),
-    (["generate", "a red circle"], "--out FILE.png is required"),
+    (["generate", "a red circle", "--out", "{tmp}/x.gif"], "ending in .png or .jpg"),
+    (["generate", "a red circle"], "--out FILE.png (one image or a grid) or --out-dir DIR"),
     (["generate", "--out", "{tmp}/x.png"], "give either PROMPT or --prompts"),
     (["generate", "--prompts", "{tmp}/bad.txt", "--out-dir", "{tmp}/imgs"], "prompt 2 of"),
     (["generate", "a red circle", "--out", "{tmp}/x.png", "--checkpoint", "{ckpt}/broken"], "missing ['decoder']"),
@@ -262,6 +311,23 @@ def test_eval_ar_reports_position_sensitivity(capsys, long_caption_checkpoint, t
     ps = report["position_sensitivity"]
     assert ps["num_scenes"] == 4 and ps["chance_top1"] == round(1 / 9, 4) and 0 <= ps["true_position_top1"] <= 1
     assert ps["gap_ci95"][0] <= ps["mean_gap_nats"] <= ps["gap_ci95"][1] and "judge" not in report
+    assert "word_sensitivity" not in report  # asked for only
+
+
+def test_eval_ar_word_sensitivity_swaps_only_the_word(capsys, long_caption_checkpoint):
+    from tools.ar_eval import word_variants
+
+    scene, captions, truth = word_variants(0, 5, "train", 4)
+    (text,) = scene.requirements.clauses
+    assert len(captions) == len(set(captions)) == 9 and text.word in captions[truth].split()
+    words = [c.split()[2] for c in captions]  # "the word W ..."
+    assert {len(w) for w in words} == {len(text.word)}
+    assert {c.replace(w, "?") for c, w in zip(captions, words)} == {captions[truth].replace(text.word, "?")}
+    code, stdout, _ = run(capsys, "eval", "ar", "--checkpoint", str(long_caption_checkpoint), "--num-scenes", "1",
+                          "--word-scenes", "3", "--prompts-per-category", "0", "--quiet")
+    ws = json.loads(stdout)["word_sensitivity"]
+    assert code == 0 and set(ws) == {"train", "heldout"} and ws["heldout"]["words"] == "heldout"
+    assert ws["train"]["num_scenes"] == 3 and 0 <= ws["train"]["true_word_top1"] <= 1
 
 
 @needs_tesseract  # the judge reads the text categories' words

@@ -35,11 +35,11 @@ def refine(r: Refiner, images, steps, strength, generator=None) -> torch.Tensor:
     return pipe(images, steps, strength, generator)
 
 
-def sample(m: DiffusionBaseline, tokenizer, caption_ids, steps, cfg_scale, generator=None) -> torch.Tensor:
+def sample(m: DiffusionBaseline, tokenizer, caption_ids, steps, guidance_scale, generator=None) -> torch.Tensor:
     """The baseline's denoising loop, which its pipeline owns."""
     pipe = DiffusionBaselinePipeline(tokenizer, m)
     pipe.set_progress_bar_config(disable=True)
-    return pipe.denoise(caption_ids, steps, cfg_scale, generator)
+    return pipe.denoise(caption_ids, steps, guidance_scale, generator)
 
 
 def count_unet_calls(model) -> list:
@@ -70,8 +70,8 @@ def test_baseline_save_load_round_trip(tmp_path, tokenizer):
     m.save_pretrained(tmp_path / "b")
     loaded = DiffusionBaseline.from_pretrained(tmp_path / "b")
     ids = m.captions([[1, 2, 3], [4]])
-    a = sample(m, tokenizer, ids, steps=3, cfg_scale=2.0, generator=torch.Generator().manual_seed(0))
-    b = sample(loaded, tokenizer, ids, steps=3, cfg_scale=2.0, generator=torch.Generator().manual_seed(0))
+    a = sample(m, tokenizer, ids, steps=3, guidance_scale=2.0, generator=torch.Generator().manual_seed(0))
+    b = sample(loaded, tokenizer, ids, steps=3, guidance_scale=2.0, generator=torch.Generator().manual_seed(0))
     assert a.shape == (2, 3, 16, 16) and torch.equal(a, b)
 
 
@@ -83,11 +83,11 @@ def test_refiner_runs_exactly_the_asked_steps(steps, strength):
     assert calls == [2] * steps
 
 
-@pytest.mark.parametrize("steps, cfg_scale, rows", [(4, 3.0, 4), (7, 1.0, 2)])
-def test_baseline_runs_exactly_the_asked_steps(steps, cfg_scale, rows, tokenizer):
+@pytest.mark.parametrize("steps, guidance_scale, rows", [(4, 3.0, 4), (7, 1.0, 2)])
+def test_baseline_runs_exactly_the_asked_steps(steps, guidance_scale, rows, tokenizer):
     m = baseline(vocab=tokenizer.vocab_size)
     calls = count_unet_calls(m)
-    sample(m, tokenizer, m.captions([[1], [2]]), steps=steps, cfg_scale=cfg_scale)
+    sample(m, tokenizer, m.captions([[1], [2]]), steps=steps, guidance_scale=guidance_scale)
     assert calls == [rows] * steps  # guidance doubles the batch
 
 
@@ -104,12 +104,12 @@ def test_hybrid_refine_steps_zero_returns_the_ar_image(pipe):
 def test_same_seed_same_image(pipe, mode):
     if mode == "hybrid":
         p = HybridPipeline(pipe, refiner())
-        run = (lambda seed: p(["a red circle", "the word CAT"], num_images=2, sampler="sample", refine_steps=2,
+        run = (lambda seed: p(["a red circle", "the word CAT"], num_images_per_prompt=2, sampler="sample", refine_steps=2,
                               generator=torch.Generator().manual_seed(seed)))
     else:
         p = DiffusionBaselinePipeline(pipe.caption_tokenizer, baseline(pipe.caption_tokenizer.vocab_size))
         p.set_progress_bar_config(disable=True)
-        run = (lambda seed: p(["a red circle", "the word CAT"], num_images=2, num_inference_steps=3,
+        run = (lambda seed: p(["a red circle", "the word CAT"], num_images_per_prompt=2, num_inference_steps=3,
                               generator=torch.Generator().manual_seed(seed)))
     a, b, c = run(0), run(0), run(1)
     assert len(a.images) == 4 and a.prompts == ["a red circle"] * 2 + ["the word CAT"] * 2
@@ -125,7 +125,7 @@ def test_every_pipeline_saves_and_loads_its_folder(pipe, tmp_path):
         p.save_pretrained(tmp_path / "both")
     index = json.loads((tmp_path / "both" / "pipeline.json").read_text())
     assert index["components"] == ["vq", "caption_tokenizer", "decoder", "refiner", "baseline"]
-    assert index["default_cfg_scale"] == pipe.default_cfg_scale  # the AR pipeline's settings are kept
+    assert index["generation_defaults"] == pipe.generation_defaults  # the AR pipeline's settings are kept
     for cls, made in ((HybridPipeline, hybrid), (DiffusionBaselinePipeline, diffusion)):
         loaded = cls.from_pretrained(tmp_path / "both")
         loaded.set_progress_bar_config(disable=True)
@@ -188,7 +188,7 @@ def test_samplers_recover_the_image_an_oracle_knows(prediction_type, tokenizer):
                                          max_caption_tokens=8, text_dim=16, text_layers=1, text_heads=2,
                                          prediction_type=prediction_type))
     m.unet = Oracle(clean, prediction_type)
-    images = sample(m, tokenizer, m.captions([[1], [2]]), steps=20, cfg_scale=3.0,
+    images = sample(m, tokenizer, m.captions([[1], [2]]), steps=20, guidance_scale=3.0,
                     generator=torch.Generator().manual_seed(0))
     assert (images * 2 - 1 - clean).abs().max() < 2e-2
     r = Refiner(RefinerConfig(**UNET, prediction_type=prediction_type))
@@ -253,8 +253,8 @@ def test_hybrid_bad_arguments(pipe, kwargs, match):
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(cfg_scale=0.5), "cfg_scale must be"), (dict(num_inference_steps=0), "num_inference_steps must be"),
-    (dict(prompt=""), "prompt is empty"), (dict(num_images=0), "num_images must be"),
+    (dict(guidance_scale=0.5), "guidance_scale must be"), (dict(num_inference_steps=0), "num_inference_steps must be"),
+    (dict(prompt=""), "prompt is empty"), (dict(num_images_per_prompt=0), "num_images_per_prompt must be"),
 ])
 def test_diffusion_bad_arguments(pipe, kwargs, match):
     p = DiffusionBaselinePipeline(pipe.caption_tokenizer, baseline(pipe.caption_tokenizer.vocab_size))

@@ -127,7 +127,7 @@ def test_structural_tokens_are_fed_never_sampled(layout, sampler):
     prompts = caption_prefixes(c, [[1, 2], [3]])
     gens = [torch.Generator().manual_seed(s) for s in (0, 1)]
     rec = Recorder()
-    codes = generate(m, prompts, SamplingConfig(sampler, cfg_scale=2.0, cfg_interval=4), gens,
+    codes = generate(m, prompts, SamplingConfig(sampler, guidance_scale=2.0, guidance_interval=4), gens,
                      null_prefixes(c, 2), decode_fn=rec)
     assert codes.shape == (2, c.image_tokens) and 0 <= codes.min() and codes.max() < c.codebook_size
     assert rec.fed == expected_feed(c, codes[0])
@@ -139,12 +139,12 @@ def test_beam_feeds_structural_tokens_and_matches_greedy_at_width_one(layout):
     c = m.config
     prompts = caption_prefixes(c, [[1, 2], [3, 4, 5]])
     uncond = null_prefixes(c, 2)
-    greedy = generate(m, prompts, SamplingConfig("greedy", cfg_scale=3.0), uncond_prompts=uncond)
+    greedy = generate(m, prompts, SamplingConfig("greedy", guidance_scale=3.0), uncond_prompts=uncond)
     rec = Recorder()
-    beam, _ = beam_search(m, prompts, SamplingConfig("beam", cfg_scale=3.0, beam_width=1), uncond, decode_fn=rec)
+    beam, _ = beam_search(m, prompts, SamplingConfig("beam", guidance_scale=3.0, beam_width=1), uncond, decode_fn=rec)
     assert torch.equal(beam, greedy)
     assert rec.fed == expected_feed(c, beam[0])
-    wide, log_prob = beam_search(m, prompts, SamplingConfig("beam", cfg_scale=3.0, beam_width=4), uncond)
+    wide, log_prob = beam_search(m, prompts, SamplingConfig("beam", guidance_scale=3.0, beam_width=4), uncond)
     assert 0 <= wide.min() and wide.max() < c.codebook_size
     # The reported score is that of the returned codes read in the layout (structural tokens in place).
     positions = list(image_layout(c).code_positions)

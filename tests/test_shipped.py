@@ -29,7 +29,7 @@ def test_shipped_checkpoint_is_fp16_and_small():
     pipe = TextToImage.from_pretrained(SHIPPED)
     assert pipe.decoder.lm_head.weight.dtype == torch.float32  # fp16 on disk, float32 once loaded
     index = json.loads((SHIPPED / "pipeline.json").read_text())
-    assert index["default_cfg_scale"] == pipe.default_cfg_scale
+    assert index["generation_defaults"] == pipe.generation_defaults
     assert set(index["components"]) == {p.name for p in SHIPPED.iterdir() if p.is_dir()}  # all 5 listed
     assert pipe.vq.config.grid_size == pipe.decoder.config.grid_size == 16
 

@@ -185,7 +185,7 @@ def test_argument_checks_refuse_bools_nan_and_out_of_range_values():
             check_int("steps", value, 0, 10)
     with pytest.raises(ValueError, match=r"^top_p must be None or a number in \(0, 1\], got 0$"):
         check_number("top_p", 0, 0, 1, low_open=True, optional=True)
-    with pytest.raises(ValueError, match=r"cfg_scale must be a number >= 1 \(1 turns guidance off\), got nan"):
-        check_number("cfg_scale", float("nan"), 1, note=" (1 turns guidance off)")
+    with pytest.raises(ValueError, match=r"guidance_scale must be a number >= 1 \(1 turns guidance off\), got nan"):
+        check_number("guidance_scale", float("nan"), 1, note=" (1 turns guidance off)")
     with pytest.raises(ValueError, match="base_channels must be a positive integer, got False"):
         VQConfig(base_channels=False)

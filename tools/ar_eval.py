@@ -6,6 +6,10 @@ Two numbers, both on scenes no training run has seen:
   VQ codes under its true caption against the same caption with only the position changed (all 8 other cells).
   A decoder that ignores the position scores about 0 nats and picks the true cell 1 time in 9.
 - The judge's pass rate per category on a few generated prompts per category.
+
+And, asked for (``--word-scenes``), *word sensitivity*, the same measure for text: "the word W" scenes against the
+same caption with W swapped for 8 other words of its length. It tells a decoder that does not read the letters
+from one that reads them but cannot yet draw them.
 """
 
 from __future__ import annotations
@@ -26,7 +30,12 @@ from tools.judge.report import summarize, wilson_interval
 from tools.prompts import make_prompts
 from tools.shards import scene_seed
 from tools.world import Requirements, format_caption, render_any_size, sample_scene
+from tools.world.config import max_word_len_for
+from tools.world.scene import SamplingOptions
 from tools.world.vocab import POSITIONS
+from tools.world.words import word_list
+
+VARIANTS = 9  # the true caption and 8 others, as for positions
 
 
 def position_variants(seed: int, index: int) -> tuple[object, list[str], int]:
@@ -61,25 +70,53 @@ def code_log_likelihood(pipe: TextToImage, captions: list[str] | None, codes: to
     return torch.cat(out)
 
 
+def word_variants(seed: int, index: int, words: str, max_len: int) -> tuple[object, list[str], int]:
+    """Fresh "the word W" scene ``index`` -> (scene, its caption with W and with 8 other words of W's length from
+    the same list, the index of the true one), in a seed namespace of its own."""
+    import random
+
+    scene = sample_scene(scene_seed(seed, f"eval-word-{words}", index), "text", SamplingOptions(words, max_len))
+    (text,) = scene.requirements.clauses
+    same_length = [w for w in word_list(words, max_len) if len(w) == len(text.word) and w != text.word]
+    others = random.Random(scene_seed(seed, f"eval-word-swap-{words}", index)).sample(same_length, VARIANTS - 1)
+    truth = index % VARIANTS
+    choices = others[:truth] + [text.word] + others[truth:]
+    captions = [format_caption(Requirements((dataclasses.replace(text, word=w),), scene.background)) for w in choices]
+    return scene, captions, truth
+
+
 def position_sensitivity(pipe: TextToImage, num_scenes: int = 200, seed: int = 0, progress: bool = True) -> dict:
     """Mean gap (nats) between the true caption's log-likelihood and the mean over the 8 wrong positions; how often
     the true position is the most likely of the 9 (chance 1/9); both with a 95% interval over scenes."""
+    report = _sensitivity(pipe, [position_variants(seed, i) for i in range(num_scenes)], "position", progress)
+    return {"num_scenes": num_scenes, **report}
+
+
+def word_sensitivity(pipe: TextToImage, num_scenes: int = 100, seed: int = 0, words: str = "train",
+                     progress: bool = True) -> dict:
+    """As ``position_sensitivity``, for the word of "the word W" scenes (``words``: the training or held-out
+    list, words of the length the checkpoint's size draws): does the decoder read the letters?"""
+    max_len = max_word_len_for(pipe.vq.config.image_size)
+    variants = [word_variants(seed, i, words, max_len) for i in range(num_scenes)]
+    return {"num_scenes": num_scenes, "words": words, **_sensitivity(pipe, variants, "word", progress)}
+
+
+def _sensitivity(pipe: TextToImage, variants: list, what: str, progress: bool) -> dict:
     size = pipe.vq.config.image_size
     gaps, hits = [], []
-    for i in tqdm(range(num_scenes), desc="position sensitivity", disable=not progress):
-        scene, captions, truth = position_variants(seed, i)
-        pixels = pil_to_pixels([render_any_size(scene, size)], pipe.device)
+    for scene, captions, truth in tqdm(variants, desc=f"{what} sensitivity", disable=not progress):
+        pixels = pil_to_pixels([render_any_size(scene, size)], pipe.device).to(pipe.dtype)
         codes = pipe.vq.encode(pixels).flatten(1).cpu()
-        ll = code_log_likelihood(pipe, captions, codes.expand(len(captions), -1))
+        ll = code_log_likelihood(pipe, captions, codes.expand(len(captions), -1)).float()
         gaps.append((ll[truth] - torch.cat([ll[:truth], ll[truth + 1:]]).mean()).item())
         hits.append(bool(ll.argmax() == truth))
     gaps_t = torch.tensor(gaps)
     half = 1.96 * gaps_t.std().item() / len(gaps) ** 0.5 if len(gaps) > 1 else 0.0
     lo, hi = wilson_interval(sum(hits), len(hits))
-    return {"num_scenes": num_scenes, "mean_gap_nats": round(gaps_t.mean().item(), 3),
+    return {"mean_gap_nats": round(gaps_t.mean().item(), 3),
             "gap_ci95": [round(gaps_t.mean().item() - half, 3), round(gaps_t.mean().item() + half, 3)],
-            "true_position_top1": round(sum(hits) / len(hits), 4), "top1_ci95": [round(lo, 4), round(hi, 4)],
-            "chance_top1": round(1 / len(POSITIONS), 4)}
+            f"true_{what}_top1": round(sum(hits) / len(hits), 4), "top1_ci95": [round(lo, 4), round(hi, 4)],
+            "chance_top1": round(1 / VARIANTS, 4)}
 
 
 def judge_proxy(pipe: TextToImage, prompts_per_category: int = 10, seed: int = 0, batch_size: int = 8,
@@ -96,9 +133,12 @@ def judge_proxy(pipe: TextToImage, prompts_per_category: int = 10, seed: int = 0
 
 
 def evaluate_ar(pipe: TextToImage, num_scenes: int = 200, prompts_per_category: int = 10, seed: int = 0,
-                progress: bool = True, **sampling) -> dict:
+                progress: bool = True, word_scenes: int = 0, **sampling) -> dict:
     start = time.monotonic()
     report = {"position_sensitivity": position_sensitivity(pipe, num_scenes, seed, progress)}
+    if word_scenes:
+        report["word_sensitivity"] = {which: word_sensitivity(pipe, word_scenes, seed, which, progress)
+                                      for which in ("train", "heldout")}
     if prompts_per_category:
         report["judge"] = judge_proxy(pipe, prompts_per_category, seed, **sampling)
         report["sampling"] = sampling

@@ -48,8 +48,8 @@ def bench_decode(pipe: TextToImage, rounds: int = 3, compile_decode: bool = True
     pieces = [pipe.caption_tokenizer.encode(p) for p in PROMPTS]
     prompts = {b: caption_prefixes(c, pieces[:b]).to(device) for b in (1, 8)}
     nulls = {b: null_prefixes(c, b).to(device) for b in (1, 8)}
-    greedy, cfg = SamplingConfig("greedy"), SamplingConfig("greedy", cfg_scale=3.0)
-    beam = SamplingConfig("beam", beam_width=4, cfg_scale=3.0)
+    greedy, cfg = SamplingConfig("greedy"), SamplingConfig("greedy", guidance_scale=3.0)
+    beam = SamplingConfig("beam", beam_width=4, guidance_scale=3.0)
     ours_tokens = generate(decoder, prompts[8], greedy)
 
     variants = {

@@ -40,13 +40,15 @@ class ModeRunner:
 
     def generate(self, prompts: list[str], seeds: list[int]) -> list[Image.Image]:
         gens = [torch.Generator().manual_seed(s) for s in seeds]
-        return self.pipe(prompts, num_images=1, generator=gens, **self.kwargs).images
+        return self.pipe(prompts, num_images_per_prompt=1, generator=gens, **self.kwargs).images
 
 
 def load_modes(checkpoint: Path, modes: list[str], beam_width: int = 4, top_k: int | None = 20,
                refine_steps: int | None = None, refine_strength: float | None = None,
-               diffusion_steps: int | None = None) -> list[ModeRunner]:
-    """The runners of ``modes``; a setting left None takes the pipeline's default."""
+               diffusion_steps: int | None = None, device: str | None = None,
+               torch_dtype: torch.dtype = torch.float32) -> list[ModeRunner]:
+    """The runners of ``modes`` on ``device`` in ``torch_dtype``; a setting left None takes the pipeline's
+    default."""
     from ar_model.pipeline import TextToImage
     from hybrid.pipeline import (
         DEFAULT_DIFFUSION_STEPS,
@@ -61,7 +63,7 @@ def load_modes(checkpoint: Path, modes: list[str], beam_width: int = 4, top_k: i
     runners, ar = [], None
     for mode in modes:
         if mode.startswith("ar-") or mode == "hybrid":
-            ar = ar or TextToImage.from_pretrained(checkpoint)
+            ar = ar or TextToImage.from_pretrained(checkpoint, torch_dtype=torch_dtype, device=device)
             ar.set_progress_bar_config(disable=True)
         if mode == "ar-greedy":
             runners.append(ModeRunner(mode, ar, {"sampler": "greedy"}))
@@ -73,14 +75,14 @@ def load_modes(checkpoint: Path, modes: list[str], beam_width: int = 4, top_k: i
             from ar_model.pipeline_utils import load_component
             from hybrid.refiner import Refiner
 
-            refiner = load_component(checkpoint, "refiner", Refiner)
+            refiner = load_component(checkpoint, "refiner", Refiner).to(device=device, dtype=torch_dtype)
             # refine_strength None: the pipeline takes the refiner's default
             settings = {"sampler": "greedy", "refine_steps": refine_steps, "refine_strength": refine_strength}
             hybrid = HybridPipeline(ar, refiner)
             hybrid.set_progress_bar_config(disable=True)
             runners.append(ModeRunner(mode, hybrid, settings))
         else:
-            pipe = DiffusionBaselinePipeline.from_pretrained(checkpoint)
+            pipe = DiffusionBaselinePipeline.from_pretrained(checkpoint, torch_dtype=torch_dtype, device=device)
             pipe.set_progress_bar_config(disable=True)
             runners.append(ModeRunner(mode, pipe, {"num_inference_steps": diffusion_steps}))
     return runners

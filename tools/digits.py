@@ -124,7 +124,7 @@ def evaluate_digits(pipe, num_per_digit: int, seed: int = 0, progress: bool = Tr
     images, wanted = [], []
     for digit in tqdm(range(len(NAMES)), desc="generating digits", disable=not progress):
         gens = [torch.Generator().manual_seed(seed + digit * num_per_digit + i) for i in range(num_per_digit)]
-        images += pipe(caption_of(digit), num_images=num_per_digit, generator=gens, **sampling).images
+        images += pipe(caption_of(digit), num_images_per_prompt=num_per_digit, generator=gens, **sampling).images
         wanted += [digit] * num_per_digit
     read = judge.predict(images)
     wanted = np.array(wanted)

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from ar_model.pipeline_utils import pil_to_pixels, pixels_to_uint8
+from ar_model.pipeline_utils import model_device, model_dtype, pil_to_pixels, pixels_to_uint8
 from hybrid.pipeline import RefinerPipeline
 from hybrid.refiner import Refiner
 from tools.grid import image_grid
@@ -36,12 +36,12 @@ def evaluate_refiner(vq: VQModel, refiner: Refiner, num: int, settings: list[tup
     for start in range(0, num, batch_size):
         scenes = [sample_scene(scene_seed(seed, "eval-refiner", i), "mixed", opts)
                   for i in range(start, min(start + batch_size, num))]
-        x = pil_to_pixels([render_any_size(s, size) for s in scenes])
+        x = pil_to_pixels([render_any_size(s, size) for s in scenes], model_device(vq)).to(model_dtype(vq))
         with torch.no_grad():
             recon += list(pixels_to_uint8(vq.decode_ids(vq.encode(x))))
         clean += list(pixels_to_uint8(x))
     # The refiner sees what the hybrid pipeline gives it: 8-bit images.
-    recon_t = pil_to_pixels(recon)
+    recon_t = pil_to_pixels(recon, model_device(refiner))
     report = {"num_images": num, "image_size": size,
               "clean": {"gradient_energy": round(float(np.mean([gradient_energy(a) for a in clean])), 5)},
               "vq": _summary(recon, clean), "settings": []}

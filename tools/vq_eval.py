@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from ar_model.pipeline_utils import pil_to_pixels, pixels_to_uint8
+from ar_model.pipeline_utils import model_device, model_dtype, pil_to_pixels, pixels_to_uint8
 from tools.codebook import code_histogram, codebook_stats
 from tools.grid import image_grid
 from tools.image_metrics import psnr, ssim
@@ -34,11 +34,11 @@ def evaluate_vq(model: VQModel, num: int, seed: int = 0, batch_size: int = 50, w
     for start in tqdm(range(0, num, batch_size), desc="encode/decode", disable=not progress):
         scenes = [sample_scene(scene_seed(seed, "eval-vq", i), "mixed", opts)
                   for i in range(start, min(start + batch_size, num))]
-        x = pil_to_pixels([render(s, size) for s in scenes])
+        x = pil_to_pixels([render(s, size) for s in scenes], model_device(model)).to(model_dtype(model))
         ids = model.encode(x)
         y = model.decode_ids(ids)
         counts += code_histogram(ids.cpu(), model.config.vocab_size)
-        mse = ((y - x) ** 2).flatten(1).mean(1).clamp(min=1e-10)
+        mse = ((y.float() - x.float()) ** 2).flatten(1).mean(1).clamp(min=1e-10)
         psnrs += (10 * torch.log10(1 / mse)).tolist()
         originals += list(pixels_to_uint8(x))
         recons += list(pixels_to_uint8(y))
@@ -80,7 +80,7 @@ def evaluate_vq_on_images(model: VQModel, images: torch.Tensor, batch_size: int 
     counts = torch.zeros(model.config.vocab_size, dtype=torch.long)
     originals, recons = [], []
     for start in tqdm(range(0, len(images), batch_size), desc="encode/decode", disable=not progress):
-        x = images[start:start + batch_size].float().div(255)
+        x = images[start:start + batch_size].to(model_device(model)).to(model_dtype(model)).div(255)
         ids = model.encode(x)
         counts += code_histogram(ids.cpu(), model.config.vocab_size)
         originals += list(pixels_to_uint8(x))

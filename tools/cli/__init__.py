@@ -14,11 +14,11 @@ import argparse
 import sys
 import warnings
 
-from tools.cli import bench, compare, data, edit, evaluate, export, generate, release, score, train, world
+from tools.cli import bench, compare, data, demo, edit, evaluate, export, generate, release, score, train, world
 from tools.cli.args import Parser
 
 # In the order of `t2i --help`.
-COMMAND_MODULES = (world, data, score, train, evaluate, generate, edit, export, compare, release, bench)
+COMMAND_MODULES = (world, data, score, train, evaluate, generate, edit, export, compare, release, bench, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -38,17 +38,33 @@ def int_at_least(low: int):
     return parse
 
 
-def output_file(suffix: str):
+def output_file(*suffixes: str):
+    """A file to write, named with one of ``suffixes`` (e.g. ".png"), in a folder that exists."""
+    allowed = " or ".join(suffixes)
+
     def parse(text: str) -> Path:
         path = Path(text)
-        if path.suffix.lower() != suffix:
-            raise argparse.ArgumentTypeError(f"expected a file name ending in {suffix}, got {text!r}")
+        if path.suffix.lower() not in suffixes:
+            raise argparse.ArgumentTypeError(f"expected a file name ending in {allowed}, got {text!r}")
         if not path.parent.is_dir():
             raise argparse.ArgumentTypeError(f"folder {str(path.parent)!r} of {text!r} does not exist")
         return path
 
-    parse.__name__ = f"{suffix} file"
+    parse.__name__ = f"{allowed} file"
     return parse
+
+
+# The image files the CLI writes, by suffix (Pillow's format names).
+IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+
+
+def save_image(image, path: Path) -> None:
+    """Write ``image`` atomically in the format its suffix names (JPEG and WebP at quality 95)."""
+    from vq.pretrained import atomic_path
+
+    kind = IMAGE_FORMATS[path.suffix.lower()]
+    with atomic_path(path) as tmp:
+        image.save(tmp, format=kind, **({} if kind == "PNG" else {"quality": 95}))
 
 
 def float_in(name: str, low: float | None, high: float | None, open_low: bool = False):
@@ -124,9 +140,36 @@ def check_preset_file(name: str) -> None:
 
 # --- the pipeline and its sampling flags ---------------------------------------------------------------------
 
-def add_checkpoint_argument(p: argparse.ArgumentParser) -> None:
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def add_checkpoint_argument(p: argparse.ArgumentParser, device: bool = True) -> None:
+    """--checkpoint, and (``device``) the --device and --dtype every command that runs a model takes."""
     p.add_argument("--checkpoint", type=existing_dir, default=DEFAULT_CHECKPOINT,
                    help=f"pipeline folder (default: the shipped {DEFAULT_CHECKPOINT})")
+    if device:
+        add_device_arguments(p)
+
+
+def add_device_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="cpu",
+                   help="torch device to run on, e.g. cpu, cuda, cuda:1, mps (default: cpu)")
+    p.add_argument("--dtype", choices=DTYPES, default="float32",
+                   help="weights and activations of the models; 16-bit types are faster on a GPU and change "
+                        "images slightly (default: float32)")
+
+
+def device_and_dtype(args) -> tuple:
+    """--device (checked against the installed torch) and --dtype as a torch.dtype."""
+    import torch
+
+    from vq.pretrained import check_device
+
+    try:
+        check_device(args.device)
+    except ValueError as e:
+        raise UsageError(f"--device: {e}") from None
+    return args.device, getattr(torch, args.dtype)
 
 
 def add_sampling_arguments(p: argparse.ArgumentParser) -> None:
@@ -144,11 +187,11 @@ def add_sampling_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top-p", type=float_in("top-p", 0, 1, open_low=True),
                    help="with --sampler sample: keep the smallest set of tokens holding this probability, in (0, 1]; "
                         "1 keeps all (default: the checkpoint's)")
-    p.add_argument("--cfg-scale", type=float_in("cfg-scale", 1, None), default=None,
+    p.add_argument("--guidance-scale", "--cfg-scale", type=float_in("guidance-scale", 1, None), default=None,
                    help="classifier-free guidance scale, >= 1; 1 turns it off (default: the checkpoint's)")
-    p.add_argument("--cfg-schedule", choices=("constant", "linear"), default="constant",
+    p.add_argument("--guidance-schedule", "--cfg-schedule", choices=("constant", "linear"), default="constant",
                    help="constant scale, or a linear ramp from 1 at the first image token (default: constant)")
-    p.add_argument("--cfg-interval", type=int_at_least(0),
+    p.add_argument("--guidance-interval", "--cfg-interval", type=int_at_least(0),
                    help="guide only the first N image tokens, then drop the unconditional half (default: all)")
     p.add_argument("--negative-prompt", help="guide away from this prompt instead of the null caption")
 
@@ -157,14 +200,17 @@ def sampling_kwargs(args, pipe) -> dict:
     """The sampling flags as pipeline arguments; a flag not given is None, which the pipeline resolves to the
     checkpoint's default (pipe.generation_defaults)."""
     return dict(sampler=args.sampler, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                cfg_scale=args.cfg_scale, cfg_schedule=args.cfg_schedule, cfg_interval=args.cfg_interval,
+                guidance_scale=args.guidance_scale, guidance_schedule=args.guidance_schedule,
+                guidance_interval=args.guidance_interval,
                 beam_width=args.beam_width, negative_prompt=args.negative_prompt)
 
 
-def load_pipeline(checkpoint: Path):
-    from ar_model.pipeline import TextToImage
-
-    return TextToImage.from_pretrained(checkpoint)
+def load_pipeline(args, cls=None):
+    """The pipeline of --checkpoint (``cls``: TextToImage unless given) on --device in --dtype."""
+    if cls is None:
+        from ar_model.pipeline import TextToImage as cls
+    device, dtype = device_and_dtype(args)
+    return cls.from_pretrained(args.checkpoint, torch_dtype=dtype, device=device)
 
 
 def seeded_generators(seed: int, count: int):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from tools.cli.args import Parser, UsageError, add_checkpoint_argument, check_preset_file, int_at_least, print_json
+from tools.cli.args import (
+    Parser, UsageError, add_checkpoint_argument, check_preset_file, int_at_least, load_pipeline, print_json,
+)
 
 
 def register(sub) -> None:
@@ -20,10 +22,8 @@ def register(sub) -> None:
                                          "batch 1 and 8, CFG on vs off, beam W=4, eager vs torch.compile.")
     add_checkpoint_argument(p)
     p.add_argument("--rounds", type=int_at_least(1), default=3, help="timed rounds per variant (default: 3)")
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="default: cpu")
-    p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32",
-                   help="weights and activations of both loops; in float32 their greedy tokens must be identical, in "
-                        "16 bits the JSON reports how often they agree (default: float32)")
+    # --device and --dtype (add_checkpoint_argument) apply to both loops; in float32 their greedy tokens must be
+    # identical, in 16 bits the JSON reports how often they agree.
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile variants")
     p.add_argument("--no-transformers", action="store_true", help="skip transformers.generate")
     p.set_defaults(func=cmd_bench_decode)
@@ -50,17 +50,11 @@ def cmd_bench_data(args) -> None:
 
 
 def cmd_bench_decode(args) -> None:
-    import torch
-
-    from ar_model.pipeline import TextToImage
     from tools.bench_decode import bench_decode
 
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device: 'cuda' was asked for but torch sees no GPU; use --device cpu")
-    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[args.dtype]
-    pipe = TextToImage.from_pretrained(args.checkpoint, device=args.device, dtype=dtype)
+    pipe = load_pipeline(args)
     print_json(bench_decode(pipe, rounds=args.rounds, compile_decode=not args.no_compile,
-                            hf=not args.no_transformers, dtype=dtype))
+                            hf=not args.no_transformers, dtype=pipe.dtype))
 
 
 def cmd_bench_train(args) -> None:

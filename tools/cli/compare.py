@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tools.cli.args import UsageError, add_checkpoint_argument, existing_file, float_in, int_at_least, read_prompts
+from tools.cli.args import (
+    UsageError, add_checkpoint_argument, device_and_dtype, existing_file, float_in, int_at_least, read_prompts,
+)
 
 
 def register(sub) -> None:
     p = sub.add_parser("compare", help="every mode on the same prompts and seeds, judged and timed",
                        description="Run each mode on the same prompts and seeds; write OUT/report.json (per mode "
-                                   "and category: pass rate with 95%% CI and n, text accuracy, CER; latency at "
+                                   "and category: pass rate with 95% CI and n, text accuracy, CER; latency at "
                                    "batch 1, images/s at batch 8, FLOPs per image, training budget) and "
                                    "OUT/grid.png (a row per prompt, a column per mode), and print a table.")
     p.add_argument("--prompts", type=existing_file, required=True, help="text file, one prompt per line")
@@ -40,6 +42,7 @@ def cmd_compare(args) -> None:
         raise UsageError(f"--modes: {unknown or args.modes!r} not understood; choose from {list(MODES)}, "
                          "comma-separated")
     prompts = read_prompts(args.prompts)
+    device, dtype = device_and_dtype(args)
 
     def save(report: dict) -> None:  # after each mode, marked "complete": false until the end
         args.out.mkdir(parents=True, exist_ok=True)
@@ -48,7 +51,7 @@ def cmd_compare(args) -> None:
     report, grid = compare(args.checkpoint, prompts, modes, args.seeds, speed_rounds=args.speed_rounds,
                            on_progress=save, beam_width=args.beam_width, top_k=args.top_k,
                            refine_steps=args.refine_steps, refine_strength=args.refine_strength,
-                           diffusion_steps=args.steps)
+                           diffusion_steps=args.steps, device=device, torch_dtype=dtype)
     save(report)
     with atomic_path(args.out / "grid.png") as tmp:
         grid.save(tmp, format="PNG")

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from tools.cli.args import (
-    Parser, UsageError, add_sampling_arguments, existing_file, int_at_least, load_pipeline, output_file, print_json,
-    sampling_kwargs, seeded_generators,
+    IMAGE_FORMATS, Parser, UsageError, add_sampling_arguments, existing_file, int_at_least, load_pipeline,
+    output_file, print_json, sampling_kwargs, save_image, seeded_generators,
 )
 
 
@@ -26,7 +26,8 @@ def register(sub) -> None:
         else:
             p.add_argument("--box", type=int, nargs=4, required=True, metavar=("X0", "Y0", "X1", "Y1"),
                            help="pixels; X1 and Y1 exclusive; every token whose cell overlaps it is regenerated")
-        p.add_argument("--out", type=output_file(".png"), required=True, help="PNG to write")
+        p.add_argument("--out", type=output_file(*IMAGE_FORMATS), required=True,
+                       help="image file to write: .png, .jpg or .webp")
         p.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
         add_sampling_arguments(p)
@@ -43,9 +44,7 @@ def _read_image(path: Path):
 
 
 def cmd_edit(args) -> None:
-    from vq.pretrained import atomic_path
-
-    pipe = load_pipeline(args.checkpoint)
+    pipe = load_pipeline(args)
     pipe.set_progress_bar_config(disable=args.quiet)
     image = _read_image(args.image)
     kwargs = sampling_kwargs(args, pipe)
@@ -62,7 +61,6 @@ def cmd_edit(args) -> None:
             if message.startswith(key):
                 raise UsageError(f"{flag}: {message}") from None
         raise
-    with atomic_path(args.out) as tmp:
-        out.images[0].save(tmp, format="PNG")
+    save_image(out.images[0], args.out)
     print_json({"image": str(args.out), "edit": args.edit_command, "prompt": args.prompt, "seed": args.seed,
                 **{k: v for k, v in kwargs.items() if k != "negative_prompt"}})

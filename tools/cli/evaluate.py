@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 from tools.cli.args import (
-    Parser, UsageError, add_checkpoint_argument, add_sampling_arguments, existing_dir, int_at_least, load_pipeline,
-    number_list, output_file, print_json, sampling_kwargs,
+    Parser, UsageError, add_checkpoint_argument, add_device_arguments, add_sampling_arguments, device_and_dtype,
+    existing_dir, int_at_least, load_pipeline, number_list, output_file, print_json, sampling_kwargs,
 )
 
 
@@ -21,6 +21,7 @@ def register(sub) -> None:
                                         "reconstructions next to the originals. Writes an original | "
                                         "reconstruction PNG grid.")
     p.add_argument("--checkpoint", type=existing_dir, required=True, help="a folder written by save_pretrained")
+    add_device_arguments(p)
     p.add_argument("--data", help="evaluate on this data source instead of fresh scenes (any data the trainers "
                                   "read: image folder, image + .txt pairs, shards): PSNR, SSIM, codebook usage "
                                   "and the grid, no judge")
@@ -42,6 +43,9 @@ def register(sub) -> None:
                                         "(0 skips it), with the sampling flags given. Prints JSON.")
     add_sampling_arguments(p)
     p.add_argument("--num-scenes", type=int_at_least(1), default=200, help="position scenes (default: 200)")
+    p.add_argument("--word-scenes", type=int_at_least(0), default=0,
+                   help="also the word sensitivity on this many 'the word W' scenes, for training and held-out "
+                        "words: W against 8 other words of its length (default: 0, not measured)")
     p.add_argument("--prompts-per-category", type=int_at_least(0), default=10,
                    help="judged prompts per category (default: 10, i.e. 80 prompts)")
     p.add_argument("--seed", type=int, default=0, help="scene, prompt and sampling seed (default: 0)")
@@ -52,7 +56,7 @@ def register(sub) -> None:
     p = eval_sub.add_parser("loss", help="held-out loss of a decoder on any data, bits per image code",
                             description="Teacher-forced loss of the pipeline's decoder on NUM images of a data "
                                         "source (for data the judge cannot score): bits per image code under each "
-                                        "image's caption (with a 95%% interval over images) and under the null "
+                                        "image's caption (with a 95% interval over images) and under the null "
                                         "caption, and their difference in bits per image. Prints JSON.")
     add_checkpoint_argument(p)
     p.add_argument("--data", required=True, help="held-out data: any source the trainers read")
@@ -104,7 +108,8 @@ def cmd_eval_vq(args) -> None:
     from tools.world import max_word_len_for
     from vq.model import VQModel
 
-    model = VQModel.from_pretrained(args.checkpoint)
+    device, dtype = device_and_dtype(args)
+    model = VQModel.from_pretrained(args.checkpoint, device=device, dtype=dtype)
     if args.size is not None and args.size != model.config.image_size:
         raise UsageError(f"--size: the tokenizer in {str(args.checkpoint)!r} takes {model.config.image_size} px "
                          f"images, got {args.size}")
@@ -125,9 +130,10 @@ def cmd_eval_vq(args) -> None:
 def cmd_eval_ar(args) -> None:
     from tools.ar_eval import evaluate_ar
 
-    pipe = load_pipeline(args.checkpoint)
+    pipe = load_pipeline(args)
     pipe.set_progress_bar_config(disable=True)
     report = evaluate_ar(pipe, args.num_scenes, args.prompts_per_category, seed=args.seed,
+                         word_scenes=args.word_scenes,
                          progress=not args.quiet, **sampling_kwargs(args, pipe))
     if args.out:
         from vq.pretrained import write_text
@@ -140,7 +146,7 @@ def cmd_eval_loss(args) -> None:
     from tools.ar_eval import heldout_loss
     from tools.sources import read_images
 
-    pipe = load_pipeline(args.checkpoint)
+    pipe = load_pipeline(args)
     images, captions, _ = read_images(args.data, pipe.vq.config.image_size, args.num)
     try:
         report = {"data": args.data, **heldout_loss(pipe, images, captions)}
@@ -156,7 +162,7 @@ def cmd_eval_loss(args) -> None:
 def cmd_eval_digits(args) -> None:
     from tools.digits import evaluate_digits
 
-    pipe = load_pipeline(args.checkpoint)
+    pipe = load_pipeline(args)
     pipe.set_progress_bar_config(disable=True)
     report, grid = evaluate_digits(pipe, args.num_per_digit, seed=args.seed, progress=not args.quiet,
                                    **sampling_kwargs(args, pipe))
@@ -169,9 +175,11 @@ def cmd_eval_refiner(args) -> None:
     from tools.refiner_eval import evaluate_refiner
     from vq.model import VQModel
 
+    device, dtype = device_and_dtype(args)
     vq = VQModel.from_pretrained(args.vq) if args.vq else load_component(args.checkpoint, "vq", VQModel)
     refiner = (Refiner.from_pretrained(args.refiner) if args.refiner
                else load_component(args.checkpoint, "refiner", Refiner))
+    vq, refiner = vq.to(device=device, dtype=dtype), refiner.to(device=device, dtype=dtype)
     if refiner.config.image_size != vq.config.image_size:
         raise UsageError(f"--refiner works on {refiner.config.image_size} px images but the tokenizer on "
                          f"{vq.config.image_size} px")
@@ -179,7 +187,7 @@ def cmd_eval_refiner(args) -> None:
         raise UsageError(f"--strengths: this refiner was trained on noise up to strength "
                          f"{refiner.config.max_strength}, got {max(args.strengths)}")
     settings = [(steps, strength) for steps in args.steps for strength in args.strengths]
-    report, grid = evaluate_refiner(vq.float().eval(), refiner.float().eval(), args.num, settings, seed=args.seed)
+    report, grid = evaluate_refiner(vq.eval(), refiner.eval(), args.num, settings, seed=args.seed)
     _write_evaluation(report, grid, args.grid or Path("refiner_eval.png"), args.out, "grid")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tools.cli.args import Parser, add_checkpoint_argument, load_pipeline, print_json
+from tools.cli.args import Parser, add_checkpoint_argument, print_json
 
 
 def register(sub) -> None:
@@ -15,7 +15,7 @@ def register(sub) -> None:
                               description="Write config.json + model.safetensors (LlamaForCausalLM), "
                                           "generation_config.json, the caption tokenizer and t2i_layout.json (how "
                                           "to build the input ids) into OUT.")
-    add_checkpoint_argument(p)
+    add_checkpoint_argument(p, device=False)  # a float32 file conversion; --verify runs on the CPU
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--verify", action="store_true",
                    help="load OUT with transformers and report the largest logit difference from ours and whether "
@@ -25,8 +25,9 @@ def register(sub) -> None:
 
 def cmd_export(args) -> None:
     from ar_model.export import export_llama
+    from ar_model.pipeline import TextToImage
 
-    pipe = load_pipeline(args.checkpoint)
+    pipe = TextToImage.from_pretrained(args.checkpoint)
     out = export_llama(pipe.decoder, args.out, caption_tokenizer_dir=args.checkpoint / "caption_tokenizer")
     report = {"export": str(out), "format": "transformers LlamaForCausalLM",
               "files": sorted(p.name for p in out.iterdir())}

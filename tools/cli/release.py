@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tools.cli.args import UsageError, existing_dir, float_in, int_at_least, load_pipeline, print_json
+from tools.cli.args import UsageError, existing_dir, float_in, int_at_least, print_json
 
 
 def register(sub) -> None:
@@ -19,7 +19,7 @@ def register(sub) -> None:
                    help="pipeline folder, e.g. runs/ar-tiny/pipeline")
     p.add_argument("--refiner", type=existing_dir, help="refiner model folder to include (t2i train refiner)")
     p.add_argument("--diffusion", type=existing_dir, help="baseline model folder to include (t2i train diffusion)")
-    p.add_argument("--default-cfg-scale", type=float_in("default-cfg-scale", 1, None),
+    p.add_argument("--default-guidance-scale", "--default-cfg-scale", type=float_in("default-guidance-scale", 1, None),
                    help="guidance scale the release uses when a call gives none (default: the checkpoint's)")
     p.add_argument("--default-sampler", choices=("greedy", "sample", "beam"),
                    help="sampler the release uses when a call gives none (default: the checkpoint's)")
@@ -57,11 +57,12 @@ def cmd_release(args) -> None:
     import torch
 
     from ar_model.generation_settings import check_generation_defaults
+    from ar_model.pipeline import TextToImage
     from tools.model_card import model_card
     from vq.pretrained import write_text
 
     scores = _scores(args.scores)  # checked before anything is written
-    pipe = load_pipeline(args.checkpoint)
+    pipe = TextToImage.from_pretrained(args.checkpoint)  # float32 on the CPU: the release casts to fp16 itself
     release, others, runs = pipe, [], {"ar": args.checkpoint.parent}  # the pipelines that make up the release
     if args.refiner is not None:
         from hybrid.pipeline import HybridPipeline
@@ -74,9 +75,9 @@ def cmd_release(args) -> None:
         from hybrid.pipeline import DiffusionBaselinePipeline
 
         baseline = DiffusionBaseline.from_pretrained(args.diffusion)
-        others.append(DiffusionBaselinePipeline(pipe.caption_tokenizer, baseline))
+        others.append(DiffusionBaselinePipeline(pipe.caption_tokenizer, baseline, prompt_world=pipe.prompt_world))
         runs["baseline"] = args.diffusion.parent
-    given = {key: getattr(args, f"default_{key}") for key in ("sampler", "temperature", "top_k", "top_p", "cfg_scale")}
+    given = {key: getattr(args, f"default_{key}") for key in ("sampler", "temperature", "top_k", "top_p", "guidance_scale")}
     chosen = {k: (None if k == "top_k" and v == 0 else v) for k, v in given.items()
               if v is not None}  # --default-top-k 0: no top-k
     pipe.generation_defaults = check_generation_defaults({**pipe.generation_defaults, **chosen})

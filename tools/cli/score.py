@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import json
 
-from tools.cli.args import UsageError, existing_dir, existing_file, int_at_least, output_file, print_json, read_prompts
+from tools.cli.args import (
+    IMAGE_FORMATS, UsageError, existing_dir, existing_file, int_at_least, output_file, print_json, read_prompts,
+)
 
 
 def register(sub) -> None:
     p = sub.add_parser("score", help="judge images against their prompts, or validate the judge",
                        description="Judge PNG images against prompts and write a report (pass rate per category "
-                                   "with 95%% CI, overall, word accuracy, CER) and a PNG grid of failures; or, with "
+                                   "with 95% CI, overall, word accuracy, CER) and a PNG grid of failures; or, with "
                                    "--validate, check the judge on ground-truth, mismatched and blurred renders.")
     p.add_argument("--images", type=existing_dir,
-                   help="folder of PNGs; sorted by name, k images per prompt in prompt order")
+                   help="folder of images (.png, .jpg, .webp); sorted by name, k images per prompt in prompt order")
     p.add_argument("--prompts", type=existing_file, help="text file, one prompt per line")
     p.add_argument("--out", type=output_file(".json"), help="report JSON to write")
     p.add_argument("--failures", type=output_file(".png"), help="failure grid PNG (default: beside --out)")
@@ -53,7 +55,7 @@ def _score_images(args) -> None:
     from vq.pretrained import atomic_path, write_text
 
     prompts = read_prompts(args.prompts)
-    files = sorted(p for p in args.images.iterdir() if p.suffix.lower() == ".png")
+    files = sorted(p for p in args.images.iterdir() if p.suffix.lower() in IMAGE_FORMATS)
     if not files or len(files) % len(prompts):
         raise UsageError(
             f"--images: {str(args.images)!r} holds {len(files)} PNG files; expected a positive multiple of the "

@@ -28,7 +28,7 @@ from vq.pretrained import atomic_path
 
 from tools.codes import CodeShards, weights_digest
 
-from .captions import add_skips, encode_captions
+from .captions import add_skips, caption_world, encode_captions
 from .config import ARPreset
 from .init import InitRecord, load_init_weights, prior_training
 from .loop import RunOptions, TrainTask, batch_indices, open_run, step_generator, train_loop
@@ -201,7 +201,10 @@ def train_ar(preset: ARPreset, vq_dir: str | Path | None, images: torch.Tensor |
         return sequence_loss(config, cfg, logits, seq)
 
     pipeline_dir = out_dir / "pipeline"
+    if captions is None:
+        captions, _ = code_shards.captions_and_keys()
+    world = caption_world(captions, f"the captions of {num_images} training images")
     train_loop(run, model, optimizer, cfg, TrainTask(
         "train ar", {"model": config.to_dict(), "train": cfg.to_dict()}, compute_loss,
-        lambda m: TextToImage(vq, tokenizer, m).save_pretrained(pipeline_dir), init=init_record))
+        lambda m: TextToImage(vq, tokenizer, m, prompt_world=world).save_pretrained(pipeline_dir), init=init_record))
     return pipeline_dir

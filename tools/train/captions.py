@@ -6,9 +6,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ar_model.prompt_world import PromptWorld
 from ar_model.text_tokenizer import CaptionTokenizer
 from tools.sources import SHOWN_SKIPS
 from vq.pretrained import write_text
+
+SCENE_GRAMMAR = "scene world (docs/world.md, t2i prompts --grammar)"
+TEXT_MARKER = "the word"  # the scene world's: the word after it is drawn as text
 
 
 def encode_captions(tokenizer: CaptionTokenizer, captions: list[str], keys: list[str] | None = None,
@@ -47,3 +51,20 @@ def add_skips(data_json: Path, skipped: list[tuple[str, str]]) -> None:
     room = max(0, SHOWN_SKIPS - len(record["skipped_samples"]))  # the counts cover them all
     record["skipped_samples"] += [{"key": k, "reason": r} for k, r in skipped[:room]]
     write_text(data_json, json.dumps(record, indent=2))
+
+
+def caption_world(captions: list[str], description: str = "") -> PromptWorld:
+    """What prompts a model trained on ``captions`` knows (its checkpoint's ``world.json``): their words, the
+    letters of the text after "the word", and whether every caption follows the scene world's grammar (then
+    ``t2i generate`` parses prompts with it, as ``t2i render`` does)."""
+    from tools.world import CaptionError, parse_caption
+
+    def parses(caption: str) -> bool:
+        try:
+            parse_caption(caption)
+            return True
+        except CaptionError:
+            return False
+
+    grammar = SCENE_GRAMMAR if captions and all(parses(c) for c in captions) else None
+    return PromptWorld.from_captions(captions, text_marker=TEXT_MARKER, description=description, grammar=grammar)
