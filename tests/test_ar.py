@@ -445,3 +445,14 @@ def test_an_option_the_sampler_ignores_is_said_not_dropped_silently(pipe, recwar
     pipe("a red circle", sampler="sample", top_k=5, generator=torch.Generator().manual_seed(0))
     pipe("a red circle", sampler="greedy")  # the checkpoint's default top-k is not the caller's: nothing to say
     assert not [w for w in recwarn if issubclass(w.category, UserWarning)]
+
+
+def test_a_warm_start_counts_the_steps_of_every_earlier_run(tmp_path):
+    import json as _json
+
+    from tools.train.init import prior_training
+
+    (tmp_path / "training.json").write_text(_json.dumps({"ar": {"steps": 1900, "train_seconds": 9648.3,
+                                                                "init_from": {"steps": 4000, "train_seconds": 6536}}}))
+    record = prior_training(tmp_path, "ar")
+    assert (record.steps, record.train_seconds) == (5900, 9648.3)  # both in all, not the last run's alone

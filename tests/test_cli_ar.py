@@ -257,6 +257,8 @@ BAD = [
     (["bench", "decode", "--checkpoint", "{ckpt}/pipe", "--dtype", "int8"], "invalid choice: 'int8'"),
     (["generate", "a red circle", "--out", "{tmp}/missing/x.png"], "folder '{tmp}/missing' of"),
     (["generate", "a red circle", "--out", "{tmp}/x.gif"], "ending in .png or .jpg"),
+    (["generate", "a red circle", "--out", "{tmp}/x.png", "--checkpoint", "org/model"],
+     "--checkpoint: checkpoint 'org/model' is not a local folder; loading from the Hugging Face Hub is not supported"),
     (["generate", "a red circle"], "--out FILE.png (one image or a grid) or --out-dir DIR"),
     (["generate", "--out", "{tmp}/x.png"], "give either PROMPT or --prompts"),
     (["generate", "--prompts", "{tmp}/bad.txt", "--out-dir", "{tmp}/imgs"], "prompt 2 of"),

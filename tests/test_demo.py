@@ -35,7 +35,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_until_serving(url: str, process: subprocess.Popen, timeout: float = 180.0) -> float:
+def wait_until_serving(url: str, process: subprocess.Popen, timeout: float = 300.0) -> float:
     start = time.perf_counter()
     while time.perf_counter() - start < timeout:
         if process.poll() is not None:

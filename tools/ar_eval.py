@@ -71,13 +71,14 @@ def code_log_likelihood(pipe: TextToImage, captions: list[str] | None, codes: to
 
 
 def word_variants(seed: int, index: int, words: str, max_len: int) -> tuple[object, list[str], int]:
-    """Fresh "the word W" scene ``index`` -> (scene, its caption with W and with 8 other words of W's length from
-    the same list, the index of the true one), in a seed namespace of its own."""
+    """Fresh "the word W" scene ``index`` (W from the ``words`` list) -> (scene, its caption with W and with 8 other
+    words of W's length from either list, the index of the true one), in a seed namespace of its own."""
     import random
 
     scene = sample_scene(scene_seed(seed, f"eval-word-{words}", index), "text", SamplingOptions(words, max_len))
     (text,) = scene.requirements.clauses
-    same_length = [w for w in word_list(words, max_len) if len(w) == len(text.word) and w != text.word]
+    pool = word_list("train", max_len) + word_list("heldout", max_len)
+    same_length = [w for w in pool if len(w) == len(text.word) and w != text.word]
     others = random.Random(scene_seed(seed, f"eval-word-swap-{words}", index)).sample(same_length, VARIANTS - 1)
     truth = index % VARIANTS
     choices = others[:truth] + [text.word] + others[truth:]

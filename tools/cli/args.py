@@ -106,6 +106,16 @@ def existing_dir(text: str) -> Path:
     return Path(text)
 
 
+def existing_checkpoint(text: str) -> Path:
+    """A checkpoint folder; a Hub-style name ("org/model") is told that nothing is downloaded."""
+    from vq.pretrained import CheckpointError, existing_folder
+
+    try:
+        return existing_folder(text)
+    except CheckpointError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def existing_file(text: str) -> Path:
     if not Path(text).is_file():
         raise argparse.ArgumentTypeError(f"file {text!r} does not exist")
@@ -145,7 +155,7 @@ DTYPES = ("float32", "bfloat16", "float16")
 
 def add_checkpoint_argument(p: argparse.ArgumentParser, device: bool = True) -> None:
     """--checkpoint, and (``device``) the --device and --dtype every command that runs a model takes."""
-    p.add_argument("--checkpoint", type=existing_dir, default=DEFAULT_CHECKPOINT,
+    p.add_argument("--checkpoint", type=existing_checkpoint, default=DEFAULT_CHECKPOINT,
                    help=f"pipeline folder (default: the shipped {DEFAULT_CHECKPOINT})")
     if device:
         add_device_arguments(p)

@@ -48,7 +48,9 @@ def prior_training(path: Path, record_key: str) -> InitRecord:
             data = json.loads(file.read_text())
             record = data[record_key] if record_key in data else data
             if "train_seconds" in record:
-                return InitRecord(str(path), int(record.get("steps", 0)), float(record["train_seconds"]))
+                # Steps in all, as train_seconds already are: a warm-started record's own steps plus its start's.
+                steps = int(record.get("steps", 0)) + int((record.get("init_from") or {}).get("steps", 0))
+                return InitRecord(str(path), steps, float(record["train_seconds"]))
     raise ValueError(f"--init-from: found no training.json with train_seconds for {str(path)!r} (looked in "
                      f"{str(path)!r} and {str(path.parent)!r}); warm starts carry the weights' training time over")
 
