@@ -57,8 +57,8 @@ def start_rows(model: ARDecoder, prompts: torch.Tensor, sampling: SamplingConfig
                          f"got {tuple(prompts.shape)}")
     if uncond_prompts is None:
         if sampling.guided:
-            raise ValueError(f"guidance_scale {sampling.guidance_scale} needs uncond_prompts (null captions or a negative "
-                             "prompt)")
+            raise ValueError(f"guidance_scale {sampling.guidance_scale} needs uncond_prompts (null captions or a "
+                             "negative prompt)")
         return prompts, False
     if uncond_prompts.shape != prompts.shape:
         raise ValueError(f"uncond_prompts must have the shape of prompts {tuple(prompts.shape)}, "

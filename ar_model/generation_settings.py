@@ -84,5 +84,5 @@ class GenerationSettings:
                           "filtered distribution", UserWarning, stacklevel=4)
         return SamplingConfig(sampler, pick(self.temperature, "temperature"),
                               defaults["top_k"] if top_k is None else (top_k or None), pick(self.top_p, "top_p"),
-                              pick(self.guidance_scale, "guidance_scale"), self.guidance_schedule, self.guidance_interval,
-                              self.beam_width)
+                              pick(self.guidance_scale, "guidance_scale"), self.guidance_schedule,
+                              self.guidance_interval, self.beam_width)

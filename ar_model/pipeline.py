@@ -35,6 +35,8 @@ from .pipeline_utils import (
     check_prompts,
     check_size,
     convert_images,
+    encode_prompts,
+    model_dtype,
     negative_prompts,
     parse_to_arguments,
     per_image_generators,
@@ -135,15 +137,6 @@ class TextToImage(PipelineMixin):
     def check_inputs(self, prompt, num_images_per_prompt: int) -> list[str]:
         return check_prompts(prompt, num_images_per_prompt)
 
-    def _encode_prompts(self, prompts: list[str], what: str) -> list[list[int]]:
-        out = []
-        for p in prompts:
-            try:
-                out.append(self.caption_tokenizer.encode(p))
-            except ValueError as e:
-                raise ValueError(f"{what}: {e}") from None
-        return out
-
     def _image_ids(self, image) -> torch.Tensor:
         """A PIL image or a (3, S, S) / (1, 3, S, S) tensor in [0, 1] -> VQ ids (h, w)."""
         s = self.vq.config.image_size
@@ -158,7 +151,7 @@ class TextToImage(PipelineMixin):
             image = image[None]
         if image.shape[0] != 1:
             raise ValueError(f"image must be one image, got a batch of {image.shape[0]}")
-        return self.vq.encode(image.to(self.device, next(self.vq.parameters()).dtype))[0]
+        return self.vq.encode(image.to(self.device, model_dtype(self.vq)))[0]
 
     @torch.no_grad()
     def _run(self, prompt, settings: GenerationSettings, fixed: torch.Tensor | None = None) -> TextToImageOutput:
@@ -186,10 +179,11 @@ class TextToImage(PipelineMixin):
             raise ValueError(f"num_inference_steps must be {self.decoder.config.image_tokens} (one step per image "
                              f"token of this checkpoint) or None, got {steps!r}")
         sampling = settings.sampling(self.generation_defaults)  # checks its arguments
-        pieces = self._encode_prompts(prompts, "prompt")
+        pieces = encode_prompts(self.caption_tokenizer, prompts, "prompt")
         negatives = negative_prompts(settings.negative_prompt, len(prompts))
         if negatives is not None:
-            negatives = self._encode_prompts(self.known_prompts(negatives, settings.strict), "negative_prompt")
+            negatives = encode_prompts(self.caption_tokenizer, self.known_prompts(negatives, settings.strict),
+                                       "negative_prompt")
         all_prompts = [p for p in prompts for _ in range(num_images)]
         generators = per_image_generators(settings.generator, len(all_prompts))
         c = self.decoder.config

@@ -5,8 +5,9 @@ a folder's components with its index, ``pipeline.json``.
 
 The shape is diffusers' ``DiffusionPipeline``: ``components``, ``config``, ``to(device_or_dtype)``, ``device``,
 ``dtype``, ``progress_bar`` / ``set_progress_bar_config(**kwargs)`` (tqdm arguments), ``callback_on_step_end(pipe,
-step, timestep, callback_kwargs)``, a subfolder per component, and one index file. Several pipelines may share one folder (the shipped
-checkpoint holds all three), so saving adds a pipeline's components to the index instead of replacing it.
+step, timestep, callback_kwargs)``, a subfolder per component, and one index file. Several pipelines may share one
+folder (the shipped checkpoint holds all three), so saving adds a pipeline's components to the index instead of
+replacing it.
 """
 
 from __future__ import annotations
@@ -110,6 +111,14 @@ def check_prompts(prompt, num_images_per_prompt: int) -> list[str]:
         raise ValueError(f"prompt must be a string or a non-empty list of strings, got {prompt!r}")
     check_int("num_images_per_prompt", num_images_per_prompt, 1)
     return list(prompts)
+
+
+def encode_prompts(tokenizer, prompts: list[str], what: str) -> list[list[int]]:
+    """Each prompt's caption pieces; a prompt the tokenizer refuses is an error naming the argument (``what``)."""
+    try:
+        return [tokenizer.encode(p) for p in prompts]
+    except ValueError as e:
+        raise ValueError(f"{what}: {e}") from None
 
 
 def check_size(height, width, image_size: int) -> None:

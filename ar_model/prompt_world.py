@@ -31,6 +31,12 @@ def _words(text: str) -> list[str]:
     return _WORD.findall(text)
 
 
+def _marked_indices(tokens: list[str], marker: list[str]) -> set[int]:
+    """Indices of the tokens that follow ``marker`` (its words, lower-case): the text to draw."""
+    n = len(marker)
+    return {i for i in range(n, len(tokens)) if n and [t.lower() for t in tokens[i - n:i]] == marker}
+
+
 @dataclass(frozen=True)
 class PromptWorld:
     words: tuple[str, ...]  # every word of the training captions (lower-cased when ``lowercase``), sorted
@@ -48,8 +54,9 @@ class PromptWorld:
         marker = _words(text_marker) if text_marker else []
         for caption in captions:
             tokens = _words(caption)
+            marked = _marked_indices(tokens, marker)
             for i, token in enumerate(tokens):
-                if marker and i >= len(marker) and [t.lower() for t in tokens[i - len(marker):i]] == marker:
+                if i in marked:
                     letters.update(token)
                     continue
                 lowercase = lowercase and token == token.lower()
@@ -79,9 +86,7 @@ class PromptWorld:
     # --- prompts ---------------------------------------------------------------------------------------------
     def _marked(self, tokens: list[str]) -> set[int]:
         """Indices of the tokens that are marked text."""
-        marker = _words(self.text_marker) if self.text_marker else []
-        n = len(marker)
-        return {i for i in range(n, len(tokens)) if n and [t.lower() for t in tokens[i - n:i]] == marker}
+        return _marked_indices(tokens, _words(self.text_marker) if self.text_marker else [])
 
     def normalize(self, prompt: str) -> str:
         """The prompt as the training captions were written: marked text upper-cased, the other words lower-cased
@@ -123,7 +128,8 @@ class PromptWorld:
                 continue
             if strict:
                 raise ValueError(f"{problem} (strict=True)")
-            warnings.warn(f"{problem}; the image will likely not follow it (strict=True, or t2i generate --strict, makes this an error)",
+            warnings.warn(f"{problem}; the image will likely not follow it (strict=True, or t2i generate --strict, "
+                          "makes this an error)",
                           UnknownPromptWarning, stacklevel=stacklevel)
 
 

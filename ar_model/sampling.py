@@ -22,7 +22,8 @@ class SamplingConfig:
     top_k: int | None = None
     top_p: float | None = None
     guidance_scale: float = 1.0
-    guidance_schedule: str = "constant"  # linear: the scale ramps from 1 at the first image token to guidance_scale at the last
+    # linear: the scale ramps from 1 at the first image token to guidance_scale at the last
+    guidance_schedule: str = "constant"
     guidance_interval: int | None = None  # image tokens that get guidance (None: all); after them the batch halves
     beam_width: int = 1  # with sampler="beam"
 
@@ -34,7 +35,8 @@ class SamplingConfig:
         check_number("top_p", self.top_p, 0, 1, low_open=True, optional=True)
         check_guidance_scale(self.guidance_scale)
         if self.guidance_schedule not in GUIDANCE_SCHEDULES:
-            raise ValueError(f"guidance_schedule must be one of {list(GUIDANCE_SCHEDULES)}, got {self.guidance_schedule!r}")
+            raise ValueError(f"guidance_schedule must be one of {list(GUIDANCE_SCHEDULES)}, "
+                             f"got {self.guidance_schedule!r}")
         check_int("guidance_interval", self.guidance_interval, 0, optional=True)
         check_int("beam_width", self.beam_width, 1)
 

@@ -11,8 +11,8 @@ listed in ``pipeline.json``), and the text-to-image ones return the same output 
 from __future__ import annotations
 
 import math
-from dataclasses import fields, replace
 from collections.abc import Callable
+from dataclasses import fields, replace
 from pathlib import Path
 
 import torch
@@ -28,6 +28,7 @@ from ar_model.pipeline_utils import (
     check_prompts,
     check_size,
     convert_images,
+    encode_prompts,
     load_component,
     negative_prompts,
     parse_to_arguments,
@@ -138,6 +139,10 @@ class HybridPipeline(PipelineMixin):
     def decoder(self):
         return self.ar.decoder
 
+    @property
+    def prompt_world(self):
+        return self.ar.prompt_world
+
     def _modules(self):
         return [self.decoder, self.vq, self.refiner]
 
@@ -233,12 +238,6 @@ class DiffusionBaselinePipeline(PipelineMixin):
         if self.prompt_world is not None:
             self.prompt_world.save_pretrained(path)
 
-    def _encode(self, prompts: list[str], what: str) -> list[list[int]]:
-        try:
-            return [self.caption_tokenizer.encode(p) for p in prompts]
-        except ValueError as e:
-            raise ValueError(f"{what}: {e}") from None
-
     @torch.no_grad()
     def __call__(self, prompt, negative_prompt=None, num_images_per_prompt: int = 1,
                  guidance_scale: float | None = None, generator=None, output_type: str = "pil",
@@ -256,10 +255,11 @@ class DiffusionBaselinePipeline(PipelineMixin):
         check_output_type(output_type)
         check_size(height, width, self.baseline.config.image_size)
         check_callback(callback_on_step_end)
-        pieces = self._encode(prompts, "prompt")
+        pieces = encode_prompts(self.caption_tokenizer, prompts, "prompt")
         negatives = negative_prompts(negative_prompt, len(prompts))
         if negatives is not None:
-            negatives = self._encode(known_prompts(self.prompt_world, negatives, strict), "negative_prompt")
+            negatives = encode_prompts(self.caption_tokenizer, known_prompts(self.prompt_world, negatives, strict),
+                                       "negative_prompt")
         repeat = (lambda rows: [r for r in rows for _ in range(num_images_per_prompt)])
         all_prompts = repeat(prompts)
         generators = per_image_generators(generator, len(all_prompts))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import random
 import time
 
 import torch
@@ -73,8 +74,6 @@ def code_log_likelihood(pipe: TextToImage, captions: list[str] | None, codes: to
 def word_variants(seed: int, index: int, words: str, max_len: int) -> tuple[object, list[str], int]:
     """Fresh "the word W" scene ``index`` (W from the ``words`` list) -> (scene, its caption with W and with 8 other
     words of W's length from either list, the index of the true one), in a seed namespace of its own."""
-    import random
-
     scene = sample_scene(scene_seed(seed, f"eval-word-{words}", index), "text", SamplingOptions(words, max_len))
     (text,) = scene.requirements.clauses
     pool = word_list("train", max_len) + word_list("heldout", max_len)

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import torch
 
+from tools.cli.args import seeded_generators
+
 MODES = ("ar", "hybrid", "diffusion")
 SAMPLERS = ("default", "greedy", "sample", "beam")
 
@@ -53,7 +55,7 @@ class DemoBackend:
             kwargs["sampler"] = sampler
             if sampler == "sample":
                 kwargs.update(top_k=int(top_k), temperature=float(temperature))
-        generators = [torch.Generator().manual_seed(int(seed) + i) for i in range(int(num_images))]
+        generators = seeded_generators(int(seed), int(num_images))
         start = time.perf_counter()
         out = pipe(prompt, num_images_per_prompt=int(num_images), generator=generators, **kwargs)
         seconds = time.perf_counter() - start

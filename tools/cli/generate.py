@@ -91,11 +91,12 @@ def cmd_generate(args) -> None:
     if args.out_dir is not None and args.out_dir.exists() and not args.out_dir.is_dir():
         raise UsageError(f"--out-dir: {str(args.out_dir)!r} exists and is not a folder")
     pipe, kwargs = _mode_pipeline(args)
-    kwargs["strict"] = args.strict
     # Each batch shows its own per-step bar (left behind only for a single prompt).
     pipe.set_progress_bar_config(disable=args.quiet, leave=args.prompt is not None)
     prompts = [args.prompt] if args.prompt is not None else _read_prompt_file(args, pipe)
-    check_known(prompts, pipe, args.strict, "PROMPT" if args.prompt is not None else "--prompts")
+    by_grammar = checked_by_grammar(pipe)
+    if by_grammar:
+        check_known(prompts, args.strict, "PROMPT" if args.prompt is not None else "--prompts")
     seeds = [[args.seed + p * args.num_images + i for i in range(args.num_images)] for p in range(len(prompts))]
     if args.out_dir is not None:
         args.out_dir.mkdir(parents=True, exist_ok=True)
@@ -105,11 +106,11 @@ def cmd_generate(args) -> None:
     batches = range(0, len(prompts), args.batch_size)
     for start in tqdm(batches, desc="prompts", disable=args.quiet or len(batches) == 1):
         batch = prompts[start:start + args.batch_size]
-        gens = [torch_generator(s) for p in range(start, start + len(batch)) for s in seeds[p]]
+        gens = [g for p in range(start, start + len(batch)) for g in seeded_generators(seeds[p][0], args.num_images)]
         with warnings.catch_warnings():
-            if checked_by_grammar(pipe):  # check_known has said what there is to say
+            if by_grammar:  # check_known has said what there is to say
                 warnings.simplefilter("ignore", UnknownPromptWarning)
-            out = pipe(batch, num_images_per_prompt=args.num_images, generator=gens, **kwargs)
+            out = pipe(batch, num_images_per_prompt=args.num_images, generator=gens, strict=args.strict, **kwargs)
         for k, image in enumerate(out.images):
             p, i = start + k // args.num_images, k % args.num_images
             if args.out_dir is not None:
@@ -124,12 +125,8 @@ def cmd_generate(args) -> None:
     if args.out_dir is not None:
         report.update({"images": str(args.out_dir), "files": files if args.prompt is not None else len(files)})
     report.update({"num_images": len(grid_images), "seeds": seeds[0] if args.prompt is not None else
-                   [seeds[0][0], seeds[-1][-1]], **{k: v for k, v in kwargs.items() if k != "strict"}})
+                   [seeds[0][0], seeds[-1][-1]], **kwargs})
     print_json(report)
-
-
-def torch_generator(seed: int):
-    return seeded_generators(seed, 1)[0]
 
 
 def _read_prompt_file(args, pipe) -> list[str]:
@@ -148,16 +145,13 @@ def _read_prompt_file(args, pipe) -> list[str]:
 def checked_by_grammar(pipe) -> bool:
     from tools.train.captions import SCENE_GRAMMAR
 
-    world = getattr(pipe, "prompt_world", None) or getattr(getattr(pipe, "ar", None), "prompt_world", None)
-    return world is not None and world.grammar == SCENE_GRAMMAR
+    return pipe.prompt_world is not None and pipe.prompt_world.grammar == SCENE_GRAMMAR
 
 
-def check_known(prompts: list[str], pipe, strict: bool, where: str) -> None:
-    """A checkpoint trained on the scene world parses each prompt with its grammar, as 't2i render' does: a
+def check_known(prompts: list[str], strict: bool, where: str) -> None:
+    """For a checkpoint trained on the scene world: each prompt parsed with its grammar, as 't2i render' does, a
     warning per prompt that does not parse (--strict: an error, before any image is made). Other checkpoints
     check words only, in the pipeline."""
-    if not checked_by_grammar(pipe):
-        return
     from ar_model.prompt_world import UnknownPromptWarning
     from tools.world import CaptionError, parse_caption
 

@@ -19,7 +19,8 @@ def register(sub) -> None:
                    help="pipeline folder, e.g. runs/ar-tiny/pipeline")
     p.add_argument("--refiner", type=existing_dir, help="refiner model folder to include (t2i train refiner)")
     p.add_argument("--diffusion", type=existing_dir, help="baseline model folder to include (t2i train diffusion)")
-    p.add_argument("--default-guidance-scale", "--default-cfg-scale", type=float_in("default-guidance-scale", 1, None),
+    p.add_argument("--default-guidance-scale", "--default-cfg-scale",
+                   type=float_in("default-guidance-scale", 1, None),
                    help="guidance scale the release uses when a call gives none (default: the checkpoint's)")
     p.add_argument("--default-sampler", choices=("greedy", "sample", "beam"),
                    help="sampler the release uses when a call gives none (default: the checkpoint's)")
@@ -77,7 +78,8 @@ def cmd_release(args) -> None:
         baseline = DiffusionBaseline.from_pretrained(args.diffusion)
         others.append(DiffusionBaselinePipeline(pipe.caption_tokenizer, baseline, prompt_world=pipe.prompt_world))
         runs["baseline"] = args.diffusion.parent
-    given = {key: getattr(args, f"default_{key}") for key in ("sampler", "temperature", "top_k", "top_p", "guidance_scale")}
+    given = {key: getattr(args, f"default_{key}")
+             for key in ("sampler", "temperature", "top_k", "top_p", "guidance_scale")}
     chosen = {k: (None if k == "top_k" and v == 0 else v) for k, v in given.items()
               if v is not None}  # --default-top-k 0: no top-k
     pipe.generation_defaults = check_generation_defaults({**pipe.generation_defaults, **chosen})
