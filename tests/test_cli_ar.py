@@ -396,6 +396,32 @@ def test_compare_writes_report_grid_and_table(capsys, checkpoint, tmp_path):
     assert report["modes"]["hybrid"]["gradient_energy"] != report["modes"]["ar-greedy"]["gradient_energy"]
 
 
+def test_compare_free_form_prompts_are_generated_and_timed_not_judged(capsys, checkpoint, tmp_path):
+    (tmp_path / "p.txt").write_text("a red circle\na watercolour fox at dawn\n")
+    argv = ["compare", "--prompts", str(tmp_path / "p.txt"), "--checkpoint", str(checkpoint / "full"),
+            "--modes", "ar-greedy,diffusion", "--out", str(tmp_path / "cmp"), "--steps", "2", "--speed-rounds", "1"]
+    code, _, stderr = run(capsys, *argv)
+    assert code == 2 and "prompt 2 of" in stderr and "--free-form" in stderr
+    assert not (tmp_path / "cmp").exists()
+    code, stdout, _ = run(capsys, *argv, "--free-form")
+    assert code == 0
+    report = json.loads((tmp_path / "cmp" / "report.json").read_text())
+    assert report["num_prompts"] == 2 and report["num_judged_prompts"] == 1
+    for mode in report["modes"].values():  # judged: the one prompt that parses; timed: both
+        assert mode["num_images"] == 1 and set(mode["categories"]) == {"single_object"}
+        assert mode["latency_s_batch1"] > 0 and mode["images_per_s_batch8"] > 0
+    assert Image.open(tmp_path / "cmp" / "grid.png").height > 2 * 128  # both prompts have a row
+    assert "1 of 2 prompts are outside" in stdout
+
+    (tmp_path / "free.txt").write_text("a watercolour fox at dawn\n")
+    code, stdout, _ = run(capsys, "compare", "--prompts", str(tmp_path / "free.txt"), "--checkpoint",
+                          str(checkpoint / "full"), "--modes", "ar-greedy", "--out", str(tmp_path / "cmp2"),
+                          "--speed-rounds", "1", "--free-form")
+    assert code == 0
+    mode = json.loads((tmp_path / "cmp2" / "report.json").read_text())["modes"]["ar-greedy"]
+    assert mode["overall"] is None and mode["num_images"] == 0 and mode["images_per_s_batch8"] > 0
+
+
 def test_eval_refiner_reports_every_setting(capsys, checkpoint, tmp_path):
     code, stdout, _ = run(capsys, "eval", "refiner", "--checkpoint", str(checkpoint / "full"), "--num", "3",
                           "--steps", "1,2", "--strengths", "0.5", "--out", str(tmp_path / "r.json"),

@@ -144,13 +144,13 @@ def clean_sharpness(prompts: list[str], size: int, seed: int = 0) -> float:
     would score, so a mode's figure reads as too blurry (below) or noisy (far above)."""
     import random
 
-    from tools.world import LayoutError
+    from tools.world import CaptionError, LayoutError
 
     energies = []
     for i, prompt in enumerate(prompts):
         try:
             scene = layout(parse_caption(prompt), random.Random(seed * 1_000_003 + i))
-        except LayoutError:  # a prompt no layout satisfies has no clean render; the modes still draw it
+        except (CaptionError, LayoutError):  # a free-form prompt, or one no layout satisfies, has no clean render
             continue
         energies.append(gradient_energy(render_any_size(scene, size)))
     return sum(energies) / len(energies) if energies else float("nan")
@@ -179,29 +179,48 @@ def _wrap(text: str, width: int) -> list[str]:
     return textwrap.wrap(text, width)[:6]
 
 
+def judged_prompts(prompts: list[str]) -> list[bool]:
+    """Which prompts the judge can score: those the scene world's caption grammar parses. Free-form prompts are
+    still generated, timed and shown in the grid."""
+    from tools.world import CaptionError
+
+    parsed = []
+    for prompt in prompts:
+        try:
+            parse_caption(prompt)
+            parsed.append(True)
+        except CaptionError:
+            parsed.append(False)
+    return parsed
+
+
 def compare(checkpoint: Path, prompts: list[str], modes: list[str], seeds: int, speed_rounds: int = 3,
             batch_size: int = 16, on_progress=None, **mode_settings) -> tuple[dict, Image.Image]:
     """Run, judge and time every mode; ``on_progress(report)`` is called with the report so far after each mode
-    (so a long run that fails late keeps what it measured)."""
+    (so a long run that fails late keeps what it measured). Only the prompts the caption grammar parses are
+    judged (``judged_prompts``); the report counts the others."""
     runners = load_modes(checkpoint, modes, **mode_settings)
     training = json.loads((checkpoint / "training.json").read_text()) if (checkpoint / "training.json").exists() \
         else None
+    judged = judged_prompts(prompts)
     report: dict = {"checkpoint": str(checkpoint), "num_prompts": len(prompts), "seeds": seeds, "complete": False,
-                    "modes": {}}
+                    "num_judged_prompts": sum(judged), "modes": {}}
     first_images: dict[str, list[Image.Image]] = {}
     for r in runners:
         images, verdicts = [], []
-        jobs = [(p, s) for s in range(seeds) for p in prompts]
+        jobs = [(i, s) for s in range(seeds) for i in range(len(prompts))]
         for start in tqdm(range(0, len(jobs), batch_size), desc=r.name):
             chunk = jobs[start:start + batch_size]
-            batch = r.generate([p for p, _ in chunk], [1000 * s + i for i, (_, s) in enumerate(chunk, start)])
+            batch = r.generate([prompts[i] for i, _ in chunk],
+                               [1000 * s + j for j, (_, s) in enumerate(chunk, start)])
             images += batch
-            verdicts += [score(im, p) for im, (p, _) in zip(batch, chunk)]
+            verdicts += [score(im, prompts[i]) for im, (i, _) in zip(batch, chunk) if judged[i]]
         first_images[r.name] = images[:len(prompts)]
         if "clean_render_gradient_energy" not in report:  # the size of the images the modes make
             report["clean_render_gradient_energy"] = clean_sharpness(prompts, images[0].width)
         # jobs run seed by seed over all prompts: verdicts of one seed are contiguous, same counts per prompt
-        summary = summarize(verdicts, len(prompts), images_per_prompt=seeds)
+        summary = summarize(verdicts, sum(judged), images_per_prompt=seeds) if any(judged) else \
+            {"num_prompts": 0, "num_images": 0, "overall": None, "pooled": None, "categories": {}, "text": None}
         summary["gradient_energy"] = sum(gradient_energy(im) for im in images) / len(images)
         summary["flops_per_image"] = _flops_per_image(r, prompts[0])
         report["modes"][r.name] = summary
@@ -227,13 +246,16 @@ def table(report: dict) -> str:
     """The report as a readable text table: modes in rows, categories in columns."""
     modes = report["modes"]
     categories = list(next(iter(modes.values()))["categories"])
+    unjudged = report["num_prompts"] - report.get("num_judged_prompts", report["num_prompts"])
     head = ["mode", *categories, "overall", "pooled [95% CI]", "word acc", "CER", "grad E", "s/img b1",
             "img/s b8", "GFLOP/img"]
     rows = [head]
     for name, m in modes.items():
         text = m.get("text") or {}
         pooled = m["pooled"]
-        rows.append([name, *[f"{m['categories'][c]['pass_rate']:.2f}" for c in categories], f"{m['overall']:.3f}",
+        rows.append([name, *[f"{m['categories'][c]['pass_rate']:.2f}" for c in categories],
+                     "-" if m["overall"] is None else f"{m['overall']:.3f}",
+                     "-" if pooled is None else
                      f"{pooled['pass_rate']:.3f} [{pooled['ci95'][0]:.3f}, {pooled['ci95'][1]:.3f}]",
                      f"{text.get('word_accuracy', float('nan')):.2f}", f"{text.get('cer', float('nan')):.2f}",
                      f"{m['gradient_energy']:.4f}",
@@ -243,4 +265,7 @@ def table(report: dict) -> str:
     lines = ["  ".join(cell.rjust(w) for cell, w in zip(r, widths)) for r in rows]
     lines.append(f"grad E: mean squared Sobel gradient; clean renders of these prompts: "
                  f"{report['clean_render_gradient_energy']:.4f}")
+    if unjudged:
+        lines.append(f"{unjudged} of {report['num_prompts']} prompts are outside the scene world's caption grammar: "
+                     "generated, timed and in the grid, not judged")
     return "\n".join(lines)

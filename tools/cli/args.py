@@ -128,18 +128,25 @@ def print_json(obj) -> None:
     print(json.dumps(obj, indent=2))
 
 
-def read_prompts(path: Path) -> list[str]:
-    """The prompts of a file, one a line, each parsed by the caption grammar before any work starts."""
+def read_prompts(path: Path, hint: str = "") -> list[str]:
+    """The prompts of a file, one a line, each parsed by the caption grammar before any work starts (``hint``:
+    what to add to the error of one that does not parse)."""
     from tools.world import CaptionError, parse_caption
 
-    prompts = [line.strip() for line in path.read_text().splitlines() if line.strip()]
-    if not prompts:
-        raise UsageError(f"--prompts: file {str(path)!r} holds no prompts")
+    prompts = read_free_prompts(path)
     for number, prompt in enumerate(prompts, 1):
         try:
             parse_caption(prompt)
         except CaptionError as e:
-            raise UsageError(f"--prompts: prompt {number} of {str(path)!r}: {e}") from None
+            raise UsageError(f"--prompts: prompt {number} of {str(path)!r}: {e}{hint}") from None
+    return prompts
+
+
+def read_free_prompts(path: Path) -> list[str]:
+    """The prompts of a file, one a line, whatever they say."""
+    prompts = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    if not prompts:
+        raise UsageError(f"--prompts: file {str(path)!r} holds no prompts")
     return prompts
 
 

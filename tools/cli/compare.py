@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 
 from tools.cli.args import (
-    UsageError, add_checkpoint_argument, device_and_dtype, existing_file, float_in, int_at_least, read_prompts,
+    UsageError, add_checkpoint_argument, device_and_dtype, existing_file, float_in, int_at_least, read_free_prompts,
+    read_prompts,
 )
 
 
@@ -17,6 +18,10 @@ def register(sub) -> None:
                                    "batch 1, images/s at batch 8, FLOPs per image, training budget) and "
                                    "OUT/grid.png (a row per prompt, a column per mode), and print a table.")
     p.add_argument("--prompts", type=existing_file, required=True, help="text file, one prompt per line")
+    p.add_argument("--free-form", action="store_true",
+                   help="take prompts outside the scene world's caption grammar too: they are generated, timed and "
+                        "shown in the grid, and only the prompts that parse are judged (default: every prompt "
+                        "must parse, so a typo is an error rather than an unjudged prompt)")
     p.add_argument("--modes", default="ar-greedy,ar-sample,ar-beam,hybrid,diffusion",
                    help="comma-separated, from ar-greedy, ar-sample, ar-beam, hybrid, diffusion (default: all)")
     p.add_argument("--seeds", type=int_at_least(1), default=1, help="images per prompt and mode (default: 1)")
@@ -41,7 +46,8 @@ def cmd_compare(args) -> None:
     if unknown or not modes:
         raise UsageError(f"--modes: {unknown or args.modes!r} not understood; choose from {list(MODES)}, "
                          "comma-separated")
-    prompts = read_prompts(args.prompts)
+    prompts = read_free_prompts(args.prompts) if args.free_form else \
+        read_prompts(args.prompts, hint=" (give --free-form to generate and time prompts the judge cannot score)")
     device, dtype = device_and_dtype(args)
 
     def save(report: dict) -> None:  # after each mode, marked "complete": false until the end
