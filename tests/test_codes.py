@@ -96,3 +96,58 @@ def test_cli_encode_then_train(capsys, folder, pipe, tmp_path):
     code, _, stderr = run(capsys, "train", "ar", "--vq", str(tmp_path / "vq"), "--codes", str(folder),
                           "--out", str(tmp_path / "none"))
     assert code == 2 and "has no codes.json; write it with 't2i data encode'" in stderr
+
+
+def test_row_store_slices_limits_and_subsets(tmp_path):
+    from tools.codes import RowSubset
+
+    for i, n in enumerate((3, 5)):
+        np.save(tmp_path / f"{i}.npy", np.arange(n * 2, dtype=np.uint8).reshape(n, 2) + 100 * i)
+    store = RowStore([tmp_path / "0.npy", tmp_path / "1.npy"], limit=6)
+    assert len(store) == 6 and store.shape == (6, 2) and store.dtype == torch.uint8
+    assert store[2:5].tolist() == [[4, 5], [100, 101], [102, 103]] and store[4:100].shape == (2, 2)
+    with pytest.raises(IndexError, match="outside the store's 6"):
+        store[torch.tensor([6])]  # past the limit, though the file holds it
+    subset = RowSubset(store, [5, 0])
+    assert len(subset) == 2 and subset.shape == (2, 2) and subset[torch.tensor([1, 0])].tolist() == [[0, 1], [104, 105]]
+
+
+DIFFUSION_PRESETS = {
+    "refiner": {"model": {"image_size": 16, "block_out_channels": [8, 16], "layers_per_block": 1, "norm_num_groups": 4},
+                "train": {"batch_size": 4, "max_steps": 3, "warmup_steps": 1, "log_every": 1}},
+    "diffusion": {"model": {"image_size": 16, "block_out_channels": [8, 16], "layers_per_block": 1,
+                            "norm_num_groups": 4, "attention_head_dim": 8, "max_caption_tokens": 32, "text_dim": 16,
+                            "text_layers": 1, "text_heads": 2},
+                  "train": {"batch_size": 4, "max_steps": 3, "warmup_steps": 1, "log_every": 1}},
+}
+
+
+@pytest.mark.parametrize("kind", ["refiner", "diffusion"])
+def test_refiner_and_baseline_train_from_shards_as_from_images(kind, capsys, folder, pipe, tmp_path):
+    """--codes with the images kept: the same batches of the same pixels (and, for the refiner, the VQ
+    reconstructions decoded from the codes) as --data, so the same losses; without the images, a clear error."""
+    pipe.vq.save_pretrained(tmp_path / "vq")
+    pipe.caption_tokenizer.save_pretrained(tmp_path / "tok")
+    (tmp_path / "p.json").write_text(json.dumps(DIFFUSION_PRESETS[kind]))
+    code, _, stderr = run(capsys, "data", "encode", str(folder), "--vq", str(tmp_path / "vq"), "--out",
+                          str(tmp_path / "codes"), "--with-images", "--shard-size", "4")
+    assert code == 0, stderr
+    assert len(list((tmp_path / "codes").glob("images-*.npy"))) == 3
+    needs = ["--vq", str(tmp_path / "vq")] if kind == "refiner" else ["--tokenizer", str(tmp_path / "tok")]
+    base = ["train", kind, "--preset", str(tmp_path / "p.json"), *needs]
+    code, _, stderr = run(capsys, *base, "--codes", str(tmp_path / "codes"), "--out", str(tmp_path / "from-codes"))
+    assert code == 0, stderr
+    code, _, stderr = run(capsys, *base, "--data", str(folder), "--out", str(tmp_path / "from-data"))
+    assert code == 0, stderr
+    from_codes = [r["loss"] for r in map(json.loads, (tmp_path / "from-codes" / "metrics.jsonl").read_text().splitlines())]
+    from_data = [r["loss"] for r in map(json.loads, (tmp_path / "from-data" / "metrics.jsonl").read_text().splitlines())]
+    assert len(from_codes) == 3 and from_codes == pytest.approx(from_data, rel=1e-5)
+    assert (tmp_path / "from-codes" / "model" / "model.safetensors").is_file()
+
+    code, _, stderr = run(capsys, "data", "encode", str(folder), "--vq", str(tmp_path / "vq"), "--out",
+                          str(tmp_path / "bare"))
+    code, _, stderr = run(capsys, *base, "--codes", str(tmp_path / "bare"), "--out", str(tmp_path / "x"))
+    assert code == 2 and "holds codes but not the images" in stderr and "--with-images" in stderr
+    assert not (tmp_path / "x").exists()
+    code, _, stderr = run(capsys, *base, "--out", str(tmp_path / "y"))
+    assert code == 2 and "give --data (images and captions) or --codes" in stderr

@@ -1,8 +1,10 @@
 """VQ codes extracted once to disk (LlamaGen's ``extract_codes``), for training the decoder on data of any size.
 
 ``t2i data encode`` streams a data source through the VQ tokenizer a batch at a time and writes code shards:
-``codes-NNNNN.npy`` (n, h * w) int16 and ``captions-NNNNN.jsonl`` (key and caption per row), then ``codes.json``
-(written last) with the tokenizer's config and weight digest, the shard list and the skip report.
+``codes-NNNNN.npy`` (n, h * w) int16 and ``captions-NNNNN.jsonl`` (key and caption per row), with
+``--with-images`` also ``images-NNNNN.npy`` (n, 3, S, S) uint8, the images as fitted to the tokenizer's size
+(what the refiner and the baseline learn to draw), then ``codes.json`` (written last) with the tokenizer's
+config and weight digest, the shard list and the skip report.
 
 A trainer opens them with ``CodeShards``: the ``.npy`` files are memory-mapped, so a batch reads only its own
 rows from disk and memory stays flat however many images there are. Random access (not a sequential stream)
@@ -31,37 +33,77 @@ def weights_digest(module: torch.nn.Module) -> str:
 
 
 class RowStore:
-    """Rows of several memory-mapped ``.npy`` arrays seen as one: ``store[idx]`` (a LongTensor of global rows)
-    reads just those rows and returns a tensor."""
+    """Rows of several memory-mapped ``.npy`` arrays seen as one: ``store[idx]`` (a LongTensor of global rows, or
+    a slice) reads just those rows and returns a tensor. ``limit``: only the first that many rows are seen."""
 
-    def __init__(self, paths: list[Path]):
+    def __init__(self, paths: list[Path], limit: int | None = None):
         self.arrays = [np.load(p, mmap_mode="r") for p in paths]
         self.starts = np.cumsum([0] + [len(a) for a in self.arrays])
+        self.num = int(self.starts[-1]) if limit is None else min(limit, int(self.starts[-1]))
 
     def __len__(self) -> int:
-        return int(self.starts[-1])
+        return self.num
 
-    def __getitem__(self, idx: torch.Tensor) -> torch.Tensor:
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self), *self.arrays[0].shape[1:])
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return torch.from_numpy(np.empty(0, self.arrays[0].dtype)).dtype
+
+    def __getitem__(self, idx: torch.Tensor | slice) -> torch.Tensor:
+        if isinstance(idx, slice):
+            idx = range(len(self))[idx]
         rows = np.asarray(idx, dtype=np.int64)
+        if rows.size and (rows.min() < 0 or rows.max() >= len(self)):
+            raise IndexError(f"rows {rows.min()}..{rows.max()} outside the store's {len(self)}")
         shard = np.searchsorted(self.starts, rows, side="right") - 1
+        if not rows.size:
+            return torch.from_numpy(np.empty((0, *self.arrays[0].shape[1:]), self.arrays[0].dtype))
         out = np.stack([self.arrays[s][r - self.starts[s]] for s, r in zip(shard, rows)])
         return torch.from_numpy(out)
 
 
-class CodeShards:
-    """A folder written by ``encode_source``: ``codes``, a ``RowStore`` of (h * w) int16 rows, and, read when
-    asked for (a run needs them once, to train its caption tokenizer), the captions and keys in the same order."""
+class RowSubset:
+    """The rows ``kept`` of a store (e.g. the samples whose captions fit), indexed from 0, read when asked for."""
 
-    def __init__(self, folder: str | Path):
+    def __init__(self, store: RowStore, kept: list[int]):
+        self.store, self.kept = store, torch.as_tensor(kept, dtype=torch.long)
+        self.shape, self.dtype = (len(kept), *store.shape[1:]), store.dtype
+
+    def __len__(self) -> int:
+        return len(self.kept)
+
+    def __getitem__(self, idx: torch.Tensor | slice) -> torch.Tensor:
+        return self.store[self.kept[idx]]
+
+
+class CodeShards:
+    """A folder written by ``encode_source``: ``codes``, a ``RowStore`` of (h * w) int16 rows, ``images`` (a
+    ``RowStore`` of uint8 (3, S, S) rows, or None if encoded without them) and, read when asked for (a run needs
+    them once, to train its caption tokenizer), the captions and keys in the same order. ``limit``: only the
+    first that many samples are seen."""
+
+    def __init__(self, folder: str | Path, limit: int | None = None):
         self.folder = Path(folder)
         manifest = self.folder / MANIFEST_NAME
         if not manifest.is_file():
             raise ValueError(f"--codes: {str(self.folder)!r} has no {MANIFEST_NAME}; write it with 't2i data encode'")
         self.manifest = json.loads(manifest.read_text())
-        self.codes = RowStore([self.folder / s["codes"] for s in self.manifest["shards"]])
+        shards = self.manifest["shards"]
+        self.codes = RowStore([self.folder / s["codes"] for s in shards], limit)
+        self.images = RowStore([self.folder / s["images"] for s in shards], limit) \
+            if shards and all("images" in s for s in shards) else None
 
     def __len__(self) -> int:
         return len(self.codes)
+
+    def require_images(self, trainer: str) -> RowStore:
+        if self.images is None:
+            raise ValueError(f"--codes: {str(self.folder)!r} holds codes but not the images {trainer} learns to "
+                             "draw; encode it again with 't2i data encode ... --with-images'")
+        return self.images
 
     def captions_and_keys(self) -> tuple[list[str], list[str]]:
         captions, keys = [], []
@@ -70,6 +112,7 @@ class CodeShards:
                 row = json.loads(line)
                 captions.append(row["text"])
                 keys.append(row["key"])
+        captions, keys = captions[:len(self)], keys[:len(self)]
         if len(captions) != len(self.codes):
             raise ValueError(f"--codes: {str(self.folder)!r} holds {len(self.codes)} code rows but "
                              f"{len(captions)} captions")
@@ -85,20 +128,24 @@ class CodeShards:
 
 @torch.no_grad()
 def encode_source(spec: str, vq, out_dir: str | Path, num: int | None = None, shard_size: int = 10_000,
-                  batch_size: int = 256, strict: bool = False, progress: bool = True) -> Path:
+                  batch_size: int = 256, strict: bool = False, progress: bool = True,
+                  with_images: bool = False) -> Path:
     """Stream the usable samples of ``spec`` (any source ``tools.sources`` reads) through ``vq`` and write code
-    shards to ``out_dir``; at most ``num`` samples. Holds one batch of images at a time. Returns the manifest."""
+    shards to ``out_dir``; at most ``num`` samples; ``with_images``: the fitted images too. Holds one shard of
+    codes (and images) at a time. Returns the manifest."""
     from tools.sources import SkipReport, usable_samples
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     report, shards = SkipReport(), []
-    codes_part, rows_part, batch, batch_rows = [], [], [], []
+    codes_part, images_part, rows_part, batch, batch_rows = [], [], [], [], []
 
     def flush_batch():
         if batch:
-            x = torch.stack(batch).float().div(255)
-            codes_part.append(vq.encode(x).flatten(1).to(torch.int16).cpu().numpy())
+            pixels = torch.stack(batch)
+            codes_part.append(vq.encode(pixels.float().div(255)).flatten(1).to(torch.int16).cpu().numpy())
+            if with_images:
+                images_part.append(pixels.numpy())
             rows_part.extend(batch_rows)
             batch.clear()
             batch_rows.clear()
@@ -109,13 +156,17 @@ def encode_source(spec: str, vq, out_dir: str | Path, num: int | None = None, sh
             return
         index = len(shards)
         names = {"codes": f"codes-{index:05d}.npy", "captions": f"captions-{index:05d}.jsonl"}
-        with atomic_path(out_dir / names["codes"]) as tmp:
-            with open(tmp, "wb") as f:
-                np.save(f, np.concatenate(codes_part))
+        arrays = {"codes": codes_part}
+        if with_images:
+            names["images"], arrays["images"] = f"images-{index:05d}.npy", images_part
+        for name, parts in arrays.items():
+            with atomic_path(out_dir / names[name]) as tmp:
+                with open(tmp, "wb") as f:
+                    np.save(f, np.concatenate(parts))
         write_text(out_dir / names["captions"], "".join(json.dumps(r) + "\n" for r in rows_part))
         shards.append({**names, "num": len(rows_part)})
-        codes_part.clear()
-        rows_part.clear()
+        for part in (codes_part, images_part, rows_part):
+            part.clear()
 
     size = vq.config.image_size
     total = 0

@@ -57,12 +57,17 @@ def register(sub) -> None:
                                         "of h*w codes per image; captions-N.jsonl) and OUT/codes.json (last, "
                                         "with the tokenizer's digest and the skip report), for 't2i train ar "
                                         "--codes OUT': the trainer then reads each batch's rows from disk, so its "
-                                        "memory does not grow with the data.")
+                                        "memory does not grow with the data. With --with-images the fitted images "
+                                        "are kept too (images-N.npy, uint8), for 't2i train refiner --codes' and "
+                                        "'t2i train diffusion --codes'.")
     p.add_argument("source", help=SOURCE_HELP)
     p.add_argument("--vq", type=Path, required=True, help="VQ model folder (t2i train vq)")
     p.add_argument("--out", type=Path, required=True, help="output folder (created if missing)")
     p.add_argument("--num", type=int_at_least(1), help="encode at most this many images (default: all)")
     p.add_argument("--shard-size", type=int_at_least(1), default=10_000, help="images per shard (default: 10000)")
+    p.add_argument("--with-images", action="store_true",
+                   help="also keep the images, fitted to the tokenizer's size, for the refiner and the baseline "
+                        "(3 * S * S bytes an image: 12 kB at 64 px)")
     p.add_argument("--strict", action="store_true", help="stop at the first unusable sample")
     p.set_defaults(func=cmd_data_encode)
 
@@ -112,7 +117,7 @@ def cmd_data_encode(args) -> None:
     except CheckpointError as e:
         raise UsageError(f"--vq: {e}") from None
     manifest = json.loads(encode_source(args.source, vq, args.out, args.num, args.shard_size,
-                                        strict=args.strict).read_text())
+                                        strict=args.strict, with_images=args.with_images).read_text())
     print_json({"manifest": str(args.out / "codes.json"), "num": manifest["num"], "shards": len(manifest["shards"]),
                 "skipped": manifest["report"]["skipped"]})
 

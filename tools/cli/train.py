@@ -41,7 +41,7 @@ def register(sub) -> None:
                         "VQ and caption tokenizers the run starts from, with a fresh optimizer and the preset's "
                         "schedule; its training seconds count towards the run's (unlike --resume, which continues "
                         "the same run exactly)")
-    _add_run_arguments(p, "pipeline", codes=True)
+    _add_run_arguments(p, "pipeline", codes="ar")
     p.set_defaults(func=cmd_train_ar)
 
     for name, text in (("refiner", "train the diffusion refiner (hybrid mode) on VQ reconstructions"),
@@ -61,17 +61,26 @@ def register(sub) -> None:
                             f"{'refiner' if name == 'refiner' else 'baseline'}/, whose weights the run starts from "
                             f"with a fresh optimizer and the preset's schedule; its training seconds count towards "
                             f"the run's")
-        _add_run_arguments(p, "model")
+        _add_run_arguments(p, "model", codes=name)
         p.set_defaults(func=cmd_train_diffusion)
 
 
-def _add_run_arguments(p: argparse.ArgumentParser, result: str, codes: bool = False) -> None:
+CODES_HELP = {
+    "ar": "codes extracted by 't2i data encode SOURCE --vq VQ'; --vq must be that tokenizer",
+    "refiner": "codes and images extracted by 't2i data encode SOURCE --vq VQ --with-images'; --vq must be that "
+               "tokenizer (the VQ reconstructions are decoded from the codes a batch at a time)",
+    "diffusion": "images and captions kept by 't2i data encode SOURCE --vq VQ --with-images' (any VQ tokenizer of "
+                 "the image size)",
+}
+
+
+def _add_run_arguments(p: argparse.ArgumentParser, result: str, codes: str | None = None) -> None:
     """The data, the run folder and the overrides of the preset that every trainer takes (``codes``: the
-    decoder's, which may read pre-extracted codes instead)."""
+    trainer, for those that may read pre-extracted shards instead: ar, refiner, diffusion)."""
     if codes:
         p.add_argument("--codes", type=existing_dir,
-                       help="instead of --data: codes extracted by 't2i data encode SOURCE --vq VQ', read from disk "
-                            "a batch at a time (memory does not grow with the data); --vq must be that tokenizer")
+                       help=f"instead of --data: {CODES_HELP[codes]}; read from disk a batch at a time, so memory "
+                            "does not grow with the data")
     p.add_argument("--data", required=not codes,
                    help="training data: a folder made by 't2i data make' or 't2i data convert'; an image folder with "
                         "a metadata.jsonl of {\"file_name\", \"text\"} rows; a folder of images with same-named .txt "
@@ -164,6 +173,25 @@ def _read_data(args, image_size: int, num: int):
     return images, captions
 
 
+def _open_image_shards(args, num: int, kind: str):
+    """The shards of ``--codes`` for the refiner or the baseline (their first ``num`` samples), which must hold
+    the images."""
+    from tools.codes import CodeShards
+
+    try:
+        shards = CodeShards(args.codes, limit=num)
+        shards.require_images(f"the {'refiner' if kind == 'refiner' else 'baseline'}")
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    return shards
+
+
+def _check_shard_size(args, shards, size: int, what: str) -> None:
+    if shards.manifest["image_size"] != size:
+        raise UsageError(f"--codes: {str(args.codes)!r} holds {shards.manifest['image_size']} px images but "
+                         f"{what} {size} px")
+
+
 def cmd_train_vq(args) -> None:
     from tools.train.config import VQPreset
     from tools.train.vq import train_vq
@@ -209,20 +237,44 @@ def cmd_train_diffusion(args) -> None:
 
     kind = args.train_command  # "refiner" or "diffusion"
     check_preset_file(args.preset)
+    if (args.data is None) == (args.codes is None):
+        raise UsageError("give --data (images and captions) or --codes (made by 't2i data encode --with-images'), "
+                         "not both")
     _check_init_from(args, COMPONENTS[kind], COMPONENTS[kind])  # its folder and training.json key
     preset = _with_train_overrides(DiffusionPreset.from_name(kind, args.preset), args)
+    shards = _open_image_shards(args, preset.train.num_train, kind) if args.codes is not None else None
     if kind == "refiner":
         from vq.model import VQModel
 
+        from tools.train.diffusion import Reconstructions
+
         size = _vq_image_size(args, args.vq)
         preset = _with_image_size(preset, size)
-        images, captions = _read_data(args, size, preset.train.num_train)
-        conditions = refiner_conditions(VQModel.from_pretrained(args.vq), images, args.out)
+        vq = VQModel.from_pretrained(args.vq)
+        if shards is not None:
+            _check_shard_size(args, shards, size, "the VQ tokenizer takes")
+            try:
+                shards.check_tokenizer(vq)
+            except ValueError as e:
+                raise UsageError(str(e)) from None
+            images, conditions = shards.images, Reconstructions(vq.float().eval(), shards.codes)
+        else:
+            images, captions = _read_data(args, size, preset.train.num_train)
+            conditions = refiner_conditions(vq, images, args.out)
     else:
         from ar_model.text_tokenizer import CaptionTokenizer
 
-        preset = _with_image_size(preset, args.image_size)
-        images, captions = _read_data(args, preset.model.image_size, preset.train.num_train)
+        from tools.codes import RowSubset
+
+        if shards is not None:
+            size = shards.manifest["image_size"]
+            if args.image_size is not None:
+                _check_shard_size(args, shards, args.image_size, "--image-size is")
+            preset = _with_image_size(preset, size)
+            images, (captions, args.keys) = shards.images, shards.captions_and_keys()
+        else:
+            preset = _with_image_size(preset, args.image_size)
+            images, captions = _read_data(args, preset.model.image_size, preset.train.num_train)
         tokenizer = CaptionTokenizer.from_pretrained(args.tokenizer)
         preset = preset.with_model(text_vocab_size=tokenizer.vocab_size)
         length = preset.model.max_caption_tokens
@@ -230,7 +282,8 @@ def cmd_train_diffusion(args) -> None:
             conditions, kept = baseline_conditions(tokenizer, captions, length, args.out, args.keys, args.strict)
         except ValueError as e:
             raise UsageError(f"--data: {e} (the preset's max_caption_tokens is {length})") from None
-        images = images[kept] if len(kept) < len(images) else images
+        if len(kept) < len(images):
+            images = RowSubset(images, kept) if shards is not None else images[kept]
     model_dir = train_diffusion(preset, images, conditions, args.out, max_minutes=args.max_minutes,
                                 resume=args.resume, init_from=args.init_from)
     print_json({"model": str(model_dir)})

@@ -58,6 +58,23 @@ def refiner_conditions(vq: VQModel, images: torch.Tensor, out_dir: str | Path, p
     return conditions
 
 
+class Reconstructions:
+    """The refiner's conditions for pre-extracted codes (``tools.codes``): each batch's VQ reconstructions decoded
+    from its codes when it is read, the same uint8 images ``refiner_conditions`` makes from the pixels, without
+    holding them all. ``codes``: rows of (h * w) ids, indexed like the images."""
+
+    def __init__(self, vq: VQModel, codes):
+        self.vq, self.codes, self.grid = vq, codes, vq.config.grid_size
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    @torch.no_grad()
+    def __getitem__(self, idx) -> torch.Tensor:
+        ids = self.codes[idx].long().view(-1, self.grid, self.grid)
+        return (self.vq.decode_ids(ids) * 255).round().to(torch.uint8)
+
+
 def baseline_conditions(tokenizer: CaptionTokenizer, captions: list[str], max_tokens: int, out_dir: str | Path,
                         keys: list[str] | None = None, strict: bool = False) -> tuple[torch.Tensor, list[int]]:
     """The baseline's captions as padded token ids (N_kept, max_tokens) and the rows kept: a caption over the
@@ -75,7 +92,8 @@ def train_diffusion(preset: DiffusionPreset, images: torch.Tensor, conditions: t
                     progress: bool = True, init_from: str | Path | None = None) -> Path:
     """Train a refiner (``conditions``: uint8 VQ reconstructions (N, 3, S, S)) or a baseline (``conditions``:
     caption ids (N, L), kind "diffusion", its preset's ``text_vocab_size`` that of their tokenizer) on uint8
-    ``images`` (N, 3, S, S). Writes ``out_dir/model`` and returns its path. ``init_from`` (a model folder, or a
+    ``images`` (N, 3, S, S). Both may be read from disk a batch at a time: anything with ``len``, ``shape``,
+    ``dtype`` and ``[idx]`` (``tools.codes.RowStore``, ``Reconstructions``). Writes ``out_dir/model`` and returns its path. ``init_from`` (a model folder, or a
     pipeline/release folder holding one) warm-starts from its weights (``tools.train.init``)."""
     cfg = preset.train
     model_cls = MODELS[preset.kind]
