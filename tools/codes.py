@@ -58,9 +58,9 @@ class RowStore:
         rows = np.asarray(idx, dtype=np.int64)
         if rows.size and (rows.min() < 0 or rows.max() >= len(self)):
             raise IndexError(f"rows {rows.min()}..{rows.max()} outside the store's {len(self)}")
-        shard = np.searchsorted(self.starts, rows, side="right") - 1
         if not rows.size:
             return torch.from_numpy(np.empty((0, *self.arrays[0].shape[1:]), self.arrays[0].dtype))
+        shard = np.searchsorted(self.starts, rows, side="right") - 1
         out = np.stack([self.arrays[s][r - self.starts[s]] for s, r in zip(shard, rows)])
         return torch.from_numpy(out)
 

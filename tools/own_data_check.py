@@ -7,9 +7,9 @@ Writes, in OUT: ``pairs-png`` (PNG + same-named .txt, sub-folders), ``pairs-jpg`
 (img2dataset-style webdataset shards: jpg + txt, every fifth caption in a json member instead, read by a brace
 pattern) and ``imagefolder`` (PNG and WebP with a metadata.jsonl). The images are of 6 sizes (33 to 200 px a side)
 and 4 modes (RGB, L, RGBA, P); three files per format are unusable (truncated, not an image, zero bytes) and one
-caption is blank. Then, per format, with the tiny presets for 2 steps each (a few minutes in all on 2 cores):
-``t2i train vq``, ``t2i train ar``, ``t2i train refiner`` and ``t2i train diffusion`` on the source, and
-``t2i data encode --with-images`` with the three trainers again on the encoded shards. Prints one JSON report:
+caption is blank. Then, per format, with small presets (``PRESETS``) for 2 steps each (about 10 minutes in all
+on 2 cores): ``t2i train vq``, ``t2i train ar``, ``t2i train refiner`` and ``t2i train diffusion`` on the source,
+and ``t2i data encode --with-images`` with the three trainers again on the encoded shards. Prints one JSON report:
 per format and command, its exit code, seconds and the keys it skipped, and whether they are exactly the four
 made unusable.
 """

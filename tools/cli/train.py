@@ -178,18 +178,15 @@ def _open_image_shards(args, num: int, kind: str):
     the images."""
     from tools.codes import CodeShards
 
-    try:
-        shards = CodeShards(args.codes, limit=num)
-        shards.require_images(f"the {'refiner' if kind == 'refiner' else 'baseline'}")
-    except ValueError as e:
-        raise UsageError(str(e)) from None
+    shards = CodeShards(args.codes, limit=num)  # its ValueErrors are one-line CLI errors, as UsageError is
+    shards.require_images(f"the {'refiner' if kind == 'refiner' else 'baseline'}")
     return shards
 
 
 def _check_shard_size(args, shards, size: int, what: str) -> None:
     if shards.manifest["image_size"] != size:
-        raise UsageError(f"--codes: {str(args.codes)!r} holds {shards.manifest['image_size']} px images but "
-                         f"{what} {size} px")
+        raise UsageError(f"--codes: {str(args.codes)!r} holds codes of {shards.manifest['image_size']} px images "
+                         f"but {what} {size} px")
 
 
 def cmd_train_vq(args) -> None:
@@ -219,9 +216,7 @@ def cmd_train_ar(args) -> None:
         from tools.codes import CodeShards
 
         code_shards, args.keys = CodeShards(args.codes), None
-        if code_shards.manifest["image_size"] != size:
-            raise UsageError(f"--codes: {str(args.codes)!r} holds codes of {code_shards.manifest['image_size']} px "
-                             f"images but the VQ tokenizer takes {size} px")
+        _check_shard_size(args, code_shards, size, "the VQ tokenizer takes")
     else:
         images, captions = _read_data(args, size, preset.train.num_train)
     pipeline_dir = train_ar(preset, args.vq, images, captions, args.out, max_minutes=args.max_minutes,
@@ -253,10 +248,7 @@ def cmd_train_diffusion(args) -> None:
         vq = VQModel.from_pretrained(args.vq)
         if shards is not None:
             _check_shard_size(args, shards, size, "the VQ tokenizer takes")
-            try:
-                shards.check_tokenizer(vq)
-            except ValueError as e:
-                raise UsageError(str(e)) from None
+            shards.check_tokenizer(vq)
             images, conditions = shards.images, Reconstructions(vq.float().eval(), shards.codes)
         else:
             images, captions = _read_data(args, size, preset.train.num_train)
