@@ -82,3 +82,51 @@ def test_two_process_ar_training(tmp_path, source):
     assert (tmp_path / "run" / "pipeline" / "decoder" / "model.safetensors").exists()
     steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3]
+
+
+DIFFUSION_PRESETS = {  # 64 px, as the world shards are drawn; a few thousand parameters
+    "refiner": {"model": {"image_size": 64, "block_out_channels": [8, 16], "layers_per_block": 1,
+                          "norm_num_groups": 4},
+                "train": {"batch_size": 4, "max_steps": 3, "warmup_steps": 1, "log_every": 1, "num_train": 16}},
+    "diffusion": {"model": {"image_size": 64, "block_out_channels": [8, 16], "layers_per_block": 1,
+                            "norm_num_groups": 4, "attention_head_dim": 8, "max_caption_tokens": 32, "text_dim": 16,
+                            "text_layers": 1, "text_heads": 2},
+                  "train": {"batch_size": 4, "max_steps": 3, "warmup_steps": 1, "log_every": 1, "num_train": 16}},
+}
+
+
+@pytest.mark.skipif(shutil.which("accelerate") is None and not (Path(sys.executable).parent / "accelerate").exists(),
+                    reason="accelerate's launcher is not installed")
+@pytest.mark.parametrize("kind", ["refiner", "diffusion"])
+def test_two_process_refiner_and_baseline_from_codes(tmp_path, kind, tokenizer):
+    """The refiner and the diffusion baseline under accelerate launch, each process reading its share of every
+    global batch from code shards encoded with their images (the refiner decodes its batch's reconstructions
+    from the codes): identical replicas at the end."""
+    import torch
+
+    from tools.codes import encode_source
+    from vq.config import VQConfig
+    from vq.model import VQModel
+
+    make_shards(tmp_path / "data", 16, WorldConfig.from_preset("tiny"), progress=False)
+    torch.manual_seed(0)
+    vq = VQModel(VQConfig(image_size=64, base_channels=8, channel_mult=(1, 2, 2, 2, 2), latent_dim=8,
+                          codebook_size=32, codebook_dim=4, kmeans_init=False)).eval()
+    vq.save_pretrained(tmp_path / "vq")
+    tokenizer.save_pretrained(tmp_path / "tok")
+    encode_source(str(tmp_path / "data"), vq, tmp_path / "codes", shard_size=5, with_images=True, progress=False)
+    (tmp_path / "preset.json").write_text(json.dumps(DIFFUSION_PRESETS[kind]))
+    needs = ["--vq", str(tmp_path / "vq")] if kind == "refiner" else ["--tokenizer", str(tmp_path / "tok")]
+    launcher = Path(sys.executable).parent / "accelerate"
+    cmd = [str(launcher) if launcher.exists() else "accelerate", "launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           "-m", "tools.cli", "train", kind, "--preset", str(tmp_path / "preset.json"), *needs,
+           "--codes", str(tmp_path / "codes"), "--out", str(tmp_path / "run")]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    digests = [(tmp_path / "run" / f"weights-rank{rank}.sha256").read_text() for rank in (0, 1)]
+    assert digests[0] == digests[1]
+    assert (tmp_path / "run" / "model" / "model.safetensors").exists()
+    steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3]
