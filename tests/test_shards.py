@@ -71,6 +71,38 @@ def test_a_killed_run_leaves_nothing_a_reader_accepts(tmp_path, monkeypatch):
         load_shards(tmp_path)
 
 
+def test_category_weights_change_the_mix_and_none_keeps_the_old_scenes(tmp_path):
+    from tools.world import CATEGORIES
+    from tools.world.caption import category_of
+
+    def categories(folder):
+        return [category_of(Scene.from_dict(s["scene"]).requirements) for s in load_shards(folder)]
+
+    make_shards(tmp_path / "plain", 200, TINY, seed=5, shard_size=200, progress=False)
+    make_shards(tmp_path / "even", 200, TINY, seed=5, shard_size=200, progress=False, category_weights={})
+    make_shards(tmp_path / "text", 200, TINY, seed=5, shard_size=200, progress=False,
+                category_weights={"text": 3, "text_layout": 3})
+    make_shards(tmp_path / "only", 50, TINY, seed=5, shard_size=50, progress=False,
+                category_weights={c: 0 for c in CATEGORIES if c != "relation"})
+    plain = categories(tmp_path / "plain")
+    text = categories(tmp_path / "text")
+    # No weights: the scenes of data sets made before the option existed, scene for scene.
+    opts = SamplingOptions(words="train", max_word_len=TINY.max_word_len)
+    assert plain == [category_of(sample_scene(scene_seed(5, "train", i), "mixed", opts).requirements)
+                     for i in range(200)]
+    assert "category_weights" not in read_manifest(tmp_path / "plain")
+    assert read_manifest(tmp_path / "text")["category_weights"]["text"] == 3.0
+    # Half the scenes are text ones at weights 3 + 3 of 12 (a quarter without); 200 draws keep it within +-0.1.
+    share = lambda cats: sum(c in ("text", "text_layout") for c in cats) / len(cats)
+    assert 0.4 <= share(text) <= 0.6 and 0.15 <= share(plain) <= 0.35
+    assert 0.15 <= share(categories(tmp_path / "even")) <= 0.35
+    assert set(categories(tmp_path / "only")) == {"relation"}
+    with pytest.raises(ValueError, match="unknown categories \\['txt'\\]"):
+        make_shards(tmp_path / "bad", 5, TINY, category_weights={"txt": 1})
+    with pytest.raises(ValueError, match="category_weights must be 8 weights >= 0"):
+        SamplingOptions(category_weights=(1.0, -1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0))
+
+
 def test_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="split must be one of"):
         make_shards(tmp_path, 1, TINY, split="test")

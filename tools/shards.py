@@ -19,7 +19,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from ar_model.pipeline_utils import pil_to_pixels
-from tools.world import SamplingOptions, caption, render, sample_scene
+from tools.world import CATEGORIES, SamplingOptions, caption, render, sample_scene
 from tools.world.config import WorldConfig
 from vq.pretrained import atomic_path, write_text
 
@@ -39,8 +39,13 @@ def png_bytes(image: Image.Image) -> bytes:
 
 
 def make_shards(out_dir: str | Path, num: int, world: WorldConfig, seed: int = 0, split: str = "train",
-                shard_size: int = 1000, progress: bool = True) -> Path:
-    """Write ``num`` scenes as shards of ``shard_size``; returns the manifest's path."""
+                shard_size: int = 1000, progress: bool = True,
+                category_weights: dict[str, float] | None = None) -> Path:
+    """Write ``num`` scenes as shards of ``shard_size``; returns the manifest's path.
+
+    ``category_weights`` (category name -> relative weight; categories not named weigh 1) changes how often
+    each category is drawn; None draws them uniformly, scene for scene as before.
+    """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
     if not isinstance(num, int) or num < 1:
@@ -49,7 +54,13 @@ def make_shards(out_dir: str | Path, num: int, world: WorldConfig, seed: int = 0
         raise ValueError(f"shard_size must be a positive integer, got {shard_size!r}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    opts = SamplingOptions(words=split, max_word_len=world.max_word_len)
+    weights = None
+    if category_weights is not None:
+        unknown = sorted(set(category_weights) - set(CATEGORIES))
+        if unknown:
+            raise ValueError(f"category_weights: unknown categories {unknown}; allowed: {list(CATEGORIES)}")
+        weights = tuple(float(category_weights.get(c, 1.0)) for c in CATEGORIES)
+    opts = SamplingOptions(words=split, max_word_len=world.max_word_len, category_weights=weights)
     names = []
     bar = tqdm(total=num, desc=f"writing {split} shards", unit="scene", disable=not progress)
     for start in range(0, num, shard_size):
@@ -67,6 +78,8 @@ def make_shards(out_dir: str | Path, num: int, world: WorldConfig, seed: int = 0
         names.append(name)
     bar.close()
     manifest = {"split": split, "num": num, "seed": seed, "world": world.to_dict(), "shards": names}
+    if weights is not None:
+        manifest["category_weights"] = dict(zip(CATEGORIES, weights))
     path = out_dir / f"{split}.json"
     write_text(path, json.dumps(manifest, indent=2))
     return path

@@ -3,16 +3,37 @@ an outside data set that ships inside scikit-learn."""
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
 from tools.cli.args import Parser, UsageError, int_at_least, print_json
 from tools.world.config import PRESETS
+from tools.world.vocab import CATEGORIES
 
 SOURCE_HELP = ("an image folder with a metadata.jsonl of {\"file_name\", \"text\"} rows; a folder of images with "
                "same-named .txt captions; webdataset shards (a .tar file, a brace pattern such as "
                "'shards/{00000..00009}.tar', a folder of .tar files; several joined by commas); or a folder made "
                "by 't2i data make'")
+
+
+def category_weights(text: str) -> dict[str, float]:
+    """'text=3,text_layout=3' -> {'text': 3.0, 'text_layout': 3.0}, every name a category, every weight >= 0."""
+    weights = {}
+    for item in (part.strip() for part in text.split(",")):
+        name, sep, value = item.partition("=")
+        try:
+            weight = float(value)
+        except ValueError:
+            weight = None
+        if not sep or name not in CATEGORIES or weight is None or not weight >= 0 or name in weights:
+            raise argparse.ArgumentTypeError(
+                f"expected CATEGORY=WEIGHT pairs, each category once, weights >= 0, categories from "
+                f"{', '.join(CATEGORIES)}; got {item!r} in {text!r}")
+        weights[name] = weight
+    if sum(weights.get(c, 1.0) for c in CATEGORIES) <= 0:
+        raise argparse.ArgumentTypeError(f"the weights must not all be 0, got {text!r}")
+    return weights
 
 
 def register(sub) -> None:
@@ -29,6 +50,10 @@ def register(sub) -> None:
     p.add_argument("--split", choices=("train", "heldout"), default="train",
                    help="train: training words; heldout: the held-out words, never in training (default: train)")
     p.add_argument("--shard-size", type=int_at_least(1), default=1000, help="scenes per shard (default: 1000)")
+    p.add_argument("--category-weights", type=category_weights, default=None, metavar="CAT=W,...",
+                   help="draw some categories more often: relative weights, e.g. 'text=3,text_layout=3' makes "
+                        "half the scenes text ones; unnamed categories weigh 1 (default: all eight equally). "
+                        f"Categories: {', '.join(CATEGORIES)}")
     p.set_defaults(func=cmd_data_make)
 
     p = data_sub.add_parser("inspect", help="count a data source's samples, sizes, captions and skips",
@@ -88,7 +113,7 @@ def cmd_data_make(args) -> None:
 
     args.out.mkdir(parents=True, exist_ok=True)
     manifest = make_shards(args.out, args.num, WorldConfig.from_preset(args.preset), seed=args.seed,
-                           split=args.split, shard_size=args.shard_size)
+                           split=args.split, shard_size=args.shard_size, category_weights=args.category_weights)
     print_json({"manifest": str(manifest), **json.loads(manifest.read_text())})
 
 

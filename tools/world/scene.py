@@ -178,6 +178,16 @@ class SamplingOptions:
     words: str = "train"  # which word list: train | heldout
     max_word_len: int = 6
     p_background: float = 0.1  # chance of a named (black or gray) background
+    # "mixed" draws a category per scene: uniformly when None, else with these relative weights, one per
+    # category in CATEGORIES order (a text-heavy mix, for instance). None keeps the scenes of earlier data sets.
+    category_weights: tuple[float, ...] | None = None
+
+    def __post_init__(self):
+        weights = self.category_weights
+        if weights is not None and (len(weights) != len(CATEGORIES) or any(w < 0 for w in weights)
+                                    or sum(weights) <= 0):
+            raise ValueError(f"category_weights must be {len(CATEGORIES)} weights >= 0 (one per category of "
+                             f"{list(CATEGORIES)}) with a positive sum, got {weights!r}")
 
 
 def _object(rng: random.Random, p_size: float = 0.3, colour=None, shape=None) -> ObjectReq:
@@ -233,7 +243,10 @@ def _clauses(rng: random.Random, category: str, opts: SamplingOptions) -> tuple[
 def sample_requirements(rng: random.Random, category: str, opts: SamplingOptions = SamplingOptions()) -> Requirements:
     """Requirements of the given category (or "mixed": a category drawn uniformly for each scene)."""
     if category == "mixed":
-        category = rng.choice(CATEGORIES)
+        if opts.category_weights is None:
+            category = rng.choice(CATEGORIES)
+        else:
+            category = rng.choices(CATEGORIES, weights=opts.category_weights)[0]
     clauses = _clauses(rng, category, opts)
     background = rng.choice(NAMED_BACKGROUNDS) if rng.random() < opts.p_background else "white"
     req = Requirements(clauses, background)
