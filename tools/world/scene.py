@@ -241,7 +241,8 @@ def _clauses(rng: random.Random, category: str, opts: SamplingOptions) -> tuple[
 
 
 def sample_requirements(rng: random.Random, category: str, opts: SamplingOptions = SamplingOptions()) -> Requirements:
-    """Requirements of the given category (or "mixed": a category drawn uniformly for each scene)."""
+    """Requirements of the given category (or "mixed": a category drawn for each scene, uniformly or with
+    ``opts.category_weights``)."""
     if category == "mixed":
         if opts.category_weights is None:
             category = rng.choice(CATEGORIES)
