@@ -41,6 +41,32 @@ def test_downsampling_factors(channel_mult, grid):
     assert m.encode(torch.rand(1, 3, 16, 16)).shape == (1, grid, grid)
 
 
+@pytest.mark.parametrize("norm", ["group", "channel"])
+def test_channel_norm_keeps_codes_local_and_group_norm_does_not(norm):
+    # A 53 px receptive field (conv_in, 3 res blocks, 2 stride-2 convs): the top-left cell sees pixels < 30 only.
+    m = model(image_size=64, norm=norm)
+    x = torch.rand(2, 3, 64, 64)
+    far = x.clone()
+    far[:, :, 40:, 40:] = torch.rand(2, 3, 24, 24)
+    with torch.no_grad():
+        change = (m.encoder(x)[..., 0, 0] - m.encoder(far)[..., 0, 0]).abs().max().item()
+    if norm == "channel":
+        assert change < 1e-5
+    else:  # GroupNorm's statistics span the image, so a change anywhere moves every latent
+        assert change > 1e-3
+
+
+def test_channel_norm_round_trips_and_trains(tmp_path):
+    m = model(norm="channel")
+    assert any(type(mod).__name__ == "ChannelNorm" for mod in m.modules())
+    assert not any(isinstance(mod, torch.nn.GroupNorm) for mod in m.modules())
+    m.save_pretrained(tmp_path)
+    loaded = VQModel.from_pretrained(tmp_path)
+    assert loaded.config.norm == "channel"
+    x = torch.rand(2, 3, 16, 16)
+    assert torch.equal(m.encode(x), loaded.encode(x))
+
+
 def test_save_load_round_trip(tmp_path):
     m = model()
     m.train()
@@ -170,6 +196,8 @@ def test_bad_configs():
         VQConfig(channel_mult=(1, 2))
     with pytest.raises(ValueError, match="quantizer must be one of"):
         VQConfig(quantizer="rvq")
+    with pytest.raises(ValueError, match=r"norm must be one of \['group', 'channel'\], got 'batch'"):
+        VQConfig(norm="batch")
     with pytest.raises(ValueError, match="VQ preset must be one of"):
         VQPreset.from_name("huge")
 

@@ -27,18 +27,26 @@ from tools.prompts import make_prompts
 from vq.pretrained import write_text
 
 
-def probe(pipe: TextToImage, candidates: int, per_category: int, seed: int) -> list[dict]:
+def probe(pipe: TextToImage, candidates: int, per_category: int, seed: int, batch_prompts: int = 8) -> list[dict]:
+    """Every candidate of every prompt, ``batch_prompts`` prompts per decoder call (image seeds do not depend
+    on the batching, so a smaller batch gives the same candidates up to float rounding)."""
+    prompts = make_prompts("all", per_category, seed)
     rows = []
-    for i, prompt in enumerate(tqdm(make_prompts("all", per_category, seed), desc="prompts")):
-        gens = [torch.Generator().manual_seed(1000 + i * 100 + j) for j in range(candidates)]
-        out = pipe(prompt, num_images_per_prompt=candidates, generator=gens)
+    for start in tqdm(range(0, len(prompts), batch_prompts), desc="prompts"):
+        chunk = prompts[start: start + batch_prompts]
+        gens = [torch.Generator().manual_seed(1000 + i * 100 + j)
+                for i in range(start, start + len(chunk)) for j in range(candidates)]
+        out = pipe(chunk, num_images_per_prompt=candidates, generator=gens)
         codes = out.ids.flatten(1)
+        repeated = [p for p in chunk for _ in range(candidates)]
         with torch.no_grad():
-            cond = code_log_likelihood(pipe, [prompt] * candidates, codes)
+            cond = code_log_likelihood(pipe, repeated, codes)
             null = code_log_likelihood(pipe, None, codes)
-        verdicts = [score(image, prompt) for image in out.images]
-        rows.append({"prompt": prompt, "category": verdicts[0].category, "cond_nats": cond.tolist(),
-                     "null_nats": null.tolist(), "passed": [v.passed for v in verdicts]})
+        verdicts = [score(image, caption) for image, caption in zip(out.images, repeated)]
+        for k, prompt in enumerate(chunk):
+            sl = slice(k * candidates, (k + 1) * candidates)
+            rows.append({"prompt": prompt, "category": verdicts[sl][0].category, "cond_nats": cond[sl].tolist(),
+                         "null_nats": null[sl].tolist(), "passed": [v.passed for v in verdicts[sl]]})
     return rows
 
 
@@ -70,11 +78,12 @@ def main() -> None:
     parser.add_argument("--candidates", type=int, default=4)
     parser.add_argument("--per-category", type=int, default=10)
     parser.add_argument("--seed", type=int, default=7, help="prompt seed")
+    parser.add_argument("--batch-prompts", type=int, default=8, help="prompts per decoder call")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     pipe = TextToImage.from_pretrained(args.checkpoint, torch_dtype=torch.float32)
     pipe.set_progress_bar_config(disable=True)
-    rows = probe(pipe, args.candidates, args.per_category, args.seed)
+    rows = probe(pipe, args.candidates, args.per_category, args.seed, args.batch_prompts)
     report = {"checkpoint": str(args.checkpoint), "candidates": args.candidates, "seed": args.seed,
               "summary": summary(rows), "rows": rows}
     write_text(args.out, json.dumps(report, indent=1))

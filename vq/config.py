@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from .pretrained import JSONConfig, require_positive_ints
 
 QUANTIZERS = ("vq", "fsq")
+NORMS = ("group", "channel")
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,9 @@ class VQConfig(JSONConfig):
     channel_mult: tuple[int, ...] = (1, 2, 2)
     num_res_blocks: int = 1
     latent_dim: int = 64  # encoder output width fed to the quantizer
+    # group: GroupNorm (VQGAN, LlamaGen); its statistics span the image, so on small images every code depends on
+    # what is drawn anywhere (docs/recipe.md, section 14). channel: per-pixel LayerNorm, codes stay local.
+    norm: str = "group"
     quantizer: str = "vq"
     # vector quantizer (LlamaGen recipe: low-dimensional, l2-normalised codes)
     codebook_size: int = 1024
@@ -41,6 +45,8 @@ class VQConfig(JSONConfig):
     def __post_init__(self):
         object.__setattr__(self, "channel_mult", tuple(self.channel_mult))
         object.__setattr__(self, "fsq_levels", tuple(self.fsq_levels))
+        if self.norm not in NORMS:
+            raise ValueError(f"norm must be one of {list(NORMS)}, got {self.norm!r}")
         if self.quantizer not in QUANTIZERS:
             raise ValueError(f"quantizer must be one of {list(QUANTIZERS)}, got {self.quantizer!r}")
         if self.downsample_factor not in (4, 8, 16):

@@ -28,7 +28,8 @@ class VQModel(nn.Module, PretrainedMixin):
     def __init__(self, config: VQConfig):
         super().__init__()
         self.config = config
-        args = (config.channels, config.base_channels, config.channel_mult, config.num_res_blocks, config.latent_dim)
+        args = (config.channels, config.base_channels, config.channel_mult, config.num_res_blocks, config.latent_dim,
+                config.norm)
         self.encoder = Encoder(*args)
         self.quantizer = Quantizer(config)
         self.decoder = Decoder(*args)

@@ -1,0 +1,35 @@
+"""The research probes of docs/recipe.md run on a tiny pipeline and measure what they say."""
+
+import numpy as np
+
+from tools.code_error_probe import REGIONS, probe, region_of_codes
+from tools.world.scene import PlacedShape, PlacedWord, Requirements, Scene
+
+
+def test_region_of_codes_marks_ink_its_neighbours_and_the_rest():
+    scene = Scene(requirements=Requirements((), "white"), shapes=(),
+                  words=(PlacedWord("CAT", "blue", 2, 1),))
+    regions = region_of_codes(scene, 64, 16)
+    word, near, background = (REGIONS.index(r) for r in ("word", "near", "background"))
+    rows = np.nonzero((regions == word).any(axis=1))[0]
+    assert rows.min() >= 10 and rows.max() <= 15  # the bottom third of the image, and only there
+    assert (regions == near).any() and (regions[:8] == background).all()
+    assert not (regions == REGIONS.index("shape")).any()
+
+
+def test_region_of_codes_finds_a_shape():
+    shape = PlacedShape("square", "red", "large", 1, 1)
+    scene = Scene(requirements=Requirements((), "white"), shapes=(shape,), words=())
+    regions = region_of_codes(scene, 64, 16)
+    assert regions[8, 8] == REGIONS.index("shape") and regions[0, 0] == REGIONS.index("background")
+
+
+def test_probe_reports_probabilities_per_region(pipe):
+    report = probe(pipe, scenes=3, category="text", words="train", seed=0, batch_size=2)
+    assert 0 <= report["far_background_codes_as_on_a_blank_image"] <= 1
+    for r, stats in report["regions"].items():
+        assert r in REGIONS and stats["codes"] > 0
+        assert 0 <= stats["mean_p_plain"] <= 1 and 0 <= stats["mean_top1_guided"] <= 1
+        assert 0 <= stats["expected_wrong_codes_per_scene_guided"] <= stats["codes_per_scene"]
+    # a random decoder spreads its probability over the 32 codes: far from what a trained one gives
+    assert report["regions"]["word"]["mean_p_plain"] < 0.5
