@@ -33,3 +33,27 @@ def test_probe_reports_probabilities_per_region(pipe):
         assert 0 <= stats["expected_wrong_codes_per_scene_guided"] <= stats["codes_per_scene"]
     # a random decoder spreads its probability over the 32 codes: far from what a trained one gives
     assert report["regions"]["word"]["mean_p_plain"] < 0.5
+
+
+def test_frozen_group_norm_with_an_images_own_statistics_is_the_usual_layer():
+    import torch
+
+    from tools.gn_probe import FrozenGroupNorm
+    from vq.config import VQConfig
+    from vq.model import VQModel
+
+    torch.manual_seed(0)
+    vq = VQModel(VQConfig(image_size=16, base_channels=8, channel_mult=(1, 2, 2), latent_dim=8, codebook_size=32,
+                          codebook_dim=4, kmeans_init=False)).eval()
+    patch = FrozenGroupNorm(vq)
+    x, other = torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        usual = vq.encoder(x)
+        patch.mode = "record"
+        vq.encoder(x)
+        patch.mode = "frozen"
+        assert torch.allclose(vq.encoder(x), usual, atol=1e-5)
+        patch.mode = "record"
+        vq.encoder(other)
+        patch.mode = "frozen"
+        assert not torch.allclose(vq.encoder(x), usual, atol=1e-3)  # another image's statistics change it
