@@ -50,23 +50,29 @@ def position_variants(seed: int, index: int) -> tuple[object, list[str], int]:
 
 
 @torch.no_grad()
+def code_logits(pipe: TextToImage, captions: list[str] | None, codes: torch.Tensor) -> torch.Tensor:
+    """Teacher-forced logits over the codebook at each image code: captions N strings (None: the null caption
+    for all), codes (N, image_tokens) -> (N, image_tokens, codebook_size), on the pipeline's device."""
+    c = pipe.decoder.config
+    window = torch.tensor(image_layout(c).code_positions) - 1  # the position that predicts each code
+    codes = codes.to(pipe.device)
+    if captions is None:
+        prefixes = null_prefixes(c, len(codes))
+    else:
+        prefixes = caption_prefixes(c, [pipe.caption_tokenizer.encode(t) for t in captions])
+    seq = training_sequences(c, prefixes.to(pipe.device), codes)
+    return pipe.decoder(seq[:, :-1])[:, window, c.image_offset:c.image_offset + c.codebook_size]
+
+
 def code_log_likelihood(pipe: TextToImage, captions: list[str] | None, codes: torch.Tensor,
                         batch_size: int = 64) -> torch.Tensor:
     """Teacher-forced log p(codes | caption), summed over the image codes, each code's softmax over the codebook
     (what decoding chooses among). captions: N strings (None: the null caption for all), codes
     (N, image_tokens) -> (N,) nats."""
-    decoder = pipe.decoder
-    c = decoder.config
-    window = torch.tensor(image_layout(c).code_positions) - 1  # the position that predicts each code
     out = []
     for start in range(0, len(codes), batch_size):
         block = codes[start:start + batch_size].to(pipe.device)
-        if captions is None:
-            prefixes = null_prefixes(c, len(block))
-        else:
-            prefixes = caption_prefixes(c, [pipe.caption_tokenizer.encode(t) for t in captions[start:start + batch_size]])
-        seq = training_sequences(c, prefixes.to(pipe.device), block)
-        logits = decoder(seq[:, :-1])[:, window, c.image_offset:c.image_offset + c.codebook_size]
+        logits = code_logits(pipe, None if captions is None else captions[start:start + batch_size], block)
         out.append(logits.log_softmax(-1).gather(-1, block[..., None]).squeeze(-1).sum(-1).cpu())
     return torch.cat(out)
 

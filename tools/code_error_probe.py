@@ -19,16 +19,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from tqdm.auto import tqdm
 
-from ar_model.layout import image_layout
 from ar_model.pipeline import TextToImage
 from ar_model.pipeline_utils import pil_to_pixels
-from ar_model.sequence import caption_prefixes, null_prefixes, training_sequences
+from tools.ar_eval import code_logits
 from tools.shards import scene_seed
 from tools.world import render_any_size, sample_scene
 from tools.world.config import max_word_len_for
-from tools.world.render import shape_box, shape_mask, word_box
+from tools.world.render import BACKGROUNDS, shape_box, shape_mask, word_box
 from tools.world.scene import SamplingOptions, caption
 from tools.world.vocab import CATEGORIES
 from vq.pretrained import write_text
@@ -67,13 +67,8 @@ def region_of_codes(scene, size: int, grid: int) -> np.ndarray:
 def true_code_probabilities(pipe: TextToImage, captions: list[str], codes: torch.Tensor,
                             guidance_scale: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """codes (N, image_tokens) -> (p_true, is_top1) plain and guided, each (N, image_tokens)."""
-    c = pipe.decoder.config
-    window = torch.tensor(image_layout(c).code_positions) - 1  # the position that predicts each code
-    codebook = slice(c.image_offset, c.image_offset + c.codebook_size)
-    cond = caption_prefixes(c, [pipe.caption_tokenizer.encode(t) for t in captions])
-    null = null_prefixes(c, len(captions))
-    logits_c = pipe.decoder(training_sequences(c, cond, codes)[:, :-1])[:, window, codebook].float()
-    logits_u = pipe.decoder(training_sequences(c, null, codes)[:, :-1])[:, window, codebook].float()
+    logits_c = code_logits(pipe, captions, codes).float()
+    logits_u = code_logits(pipe, None, codes).float()
     guided = logits_u + guidance_scale * (logits_c - logits_u)
     out = []
     for logits in (logits_c, guided):
@@ -82,23 +77,26 @@ def true_code_probabilities(pipe: TextToImage, captions: list[str], codes: torch
     return tuple(out)
 
 
+def _plain_backgrounds(scenes: list, size: int) -> list[Image.Image]:
+    return [Image.new("RGB", (size, size), tuple(BACKGROUNDS[s.background])) for s in scenes]
+
+
+def _far_background_matches(codes: torch.Tensor, plain_codes: torch.Tensor, region: np.ndarray) -> tuple[int, int]:
+    """(how many, of how many) far-background codes of one image equal the plain background's there."""
+    far = torch.from_numpy(region.reshape(-1) == REGIONS.index("background"))
+    return int((codes.cpu()[far] == plain_codes.cpu()[far]).sum()), int(far.sum())
+
+
 @torch.no_grad()
 def code_locality(vq, scenes: list, size: int, grid: int) -> float:
     """Of the background codes not next to any ink, the fraction equal to the code the same cell gets in an image
     of the plain background: 1 for a tokenizer whose codes see only their neighbourhood."""
-    from PIL import Image
-
-    from tools.world.render import BACKGROUNDS
-
+    weights = next(vq.parameters())
     same, total = 0, 0
-    for scene in scenes:
-        pixels = pil_to_pixels([render_any_size(scene, size),
-                                Image.new("RGB", (size, size), tuple(BACKGROUNDS[scene.background]))],
-                               next(vq.parameters()).device)
-        codes = vq.encode(pixels.to(next(vq.parameters()).dtype)).flatten(1).cpu()
-        far = torch.from_numpy(region_of_codes(scene, size, grid).reshape(-1) == REGIONS.index("background"))
-        same += int((codes[0][far] == codes[1][far]).sum())
-        total += int(far.sum())
+    for scene, plain in zip(scenes, _plain_backgrounds(scenes, size)):
+        codes = vq.encode(pil_to_pixels([render_any_size(scene, size), plain], weights.device).to(weights.dtype))
+        hits, n = _far_background_matches(codes[0].flatten(), codes[1].flatten(), region_of_codes(scene, size, grid))
+        same, total = same + hits, total + n
     return same / max(1, total)
 
 
@@ -110,14 +108,19 @@ def probe(pipe: TextToImage, scenes: int, category: str, words: str, seed: int, 
                for i in range(scenes)]
     acc = {name: {r: [] for r in REGIONS} for name in ("p_plain", "top1_plain", "p_guided", "top1_guided")}
     expected_wrong = {r: [] for r in REGIONS}  # per scene, guided, temperature 1
+    far_same, far_total = 0, 0  # code locality, from the same encodings
     for start in tqdm(range(0, scenes, batch_size), desc="scenes"):
         chunk = sampled[start: start + batch_size]
-        pixels = pil_to_pixels([render_any_size(s, size) for s in chunk], pipe.device).to(pipe.dtype)
-        codes = pipe.vq.encode(pixels).flatten(1)
+        images = [render_any_size(s, size) for s in chunk] + _plain_backgrounds(chunk, size)
+        all_codes = pipe.vq.encode(pil_to_pixels(images, pipe.device).to(pipe.dtype)).flatten(1)
+        codes, plain_codes = all_codes[:len(chunk)], all_codes[len(chunk):]
         p_c, top_c, p_g, top_g = true_code_probabilities(
             pipe, [caption(s) for s in chunk], codes.to(pipe.device), guidance)
         for k, scene in enumerate(chunk):
-            region = torch.from_numpy(region_of_codes(scene, size, grid).reshape(-1))
+            regions = region_of_codes(scene, size, grid)
+            hits, n = _far_background_matches(codes[k], plain_codes[k], regions)
+            far_same, far_total = far_same + hits, far_total + n
+            region = torch.from_numpy(regions.reshape(-1))
             for r_index, r in enumerate(REGIONS):
                 sel = region == r_index
                 if not sel.any():
@@ -127,7 +130,7 @@ def probe(pipe: TextToImage, scenes: int, category: str, words: str, seed: int, 
                     acc[name][r].append(values[k][sel].float().cpu())
                 expected_wrong[r].append(float((1 - p_g[k][sel]).sum()))
     report = {"scenes": scenes, "category": category, "words": words, "seed": seed, "guidance_scale": guidance,
-              "far_background_codes_as_on_a_blank_image": round(code_locality(pipe.vq, sampled, size, grid), 4),
+              "far_background_codes_as_on_a_blank_image": round(far_same / max(1, far_total), 4),
               "regions": {}}
     for r in REGIONS:
         if not acc["p_plain"][r]:
