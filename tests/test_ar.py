@@ -456,3 +456,14 @@ def test_a_warm_start_counts_the_steps_of_every_earlier_run(tmp_path):
                                                                 "init_from": {"steps": 4000, "train_seconds": 6536}}}))
     record = prior_training(tmp_path, "ar")
     assert (record.steps, record.train_seconds) == (5900, 9648.3)  # both in all, not the last run's alone
+
+
+def test_training_with_a_given_caption_tokenizer_keeps_it(training_data, tmp_path, tokenizer):
+    folder, images, captions = training_data
+    preset = tiny_preset(max_steps=2)
+    pipeline_dir = train_ar(preset, folder / "vq", images, captions, tmp_path / "run", progress=False,
+                            caption_tokenizer=tokenizer)
+    assert (pipeline_dir / "caption_tokenizer" / "spiece.model").read_bytes() == tokenizer.model_proto
+    with pytest.raises(ValueError, match="keeps its own caption tokenizer"):
+        train_ar(preset, None, images, captions, tmp_path / "warm", progress=False, init_from=tmp_path / "x",
+                 caption_tokenizer=tokenizer)

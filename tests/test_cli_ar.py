@@ -277,6 +277,10 @@ BAD = [
      "decoder/ model"),
     (["train", "ar", "--init-from", "{ckpt}/pipe", "--data", "{tmp}", "--out", "{tmp}/o"],
      "--init-from: found no training.json with train_seconds for"),
+    (["train", "ar", "--caption-tokenizer", "{ckpt}/pipe/caption_tokenizer", "--init-from", "{ckpt}/pipe", "--data",
+      "{tmp}", "--out", "{tmp}/o"], "--caption-tokenizer: a warm start (--init-from) keeps its own"),
+    (["train", "ar", "--caption-tokenizer", "{tmp}", "--vq", "{ckpt}/pipe/vq", "--data", "{tmp}", "--out", "{tmp}/o"],
+     "--caption-tokenizer: caption tokenizer"),
     (["train", "diffusion", "--init-from", "{ckpt}/pipe", "--tokenizer", "{ckpt}/pipe/caption_tokenizer", "--data",
       "{tmp}", "--out", "{tmp}/o"], "nor a pipeline folder with a baseline/ model"),
 ]

@@ -41,6 +41,10 @@ def register(sub) -> None:
                         "VQ and caption tokenizers the run starts from, with a fresh optimizer and the preset's "
                         "schedule; its training seconds count towards the run's (unlike --resume, which continues "
                         "the same run exactly)")
+    p.add_argument("--caption-tokenizer", type=existing_dir,
+                   help="use this caption tokenizer folder (e.g. checkpoints/tiny/caption_tokenizer) instead of "
+                        "training one on the captions, so that a diffusion baseline trained with it can be "
+                        "released beside the new decoder; not with --init-from, which keeps its own")
     _add_run_arguments(p, "pipeline", codes="ar")
     p.set_defaults(func=cmd_train_ar)
 
@@ -209,6 +213,18 @@ def cmd_train_ar(args) -> None:
                          "folder to start from, whose VQ is used)")
     if (args.data is None) == (args.codes is None):
         raise UsageError("give --data (images and captions) or --codes (made by 't2i data encode'), not both")
+    tokenizer = None
+    if args.caption_tokenizer is not None:
+        from ar_model.text_tokenizer import CaptionTokenizer
+        from vq.pretrained import CheckpointError
+
+        if args.init_from is not None:
+            raise UsageError("--caption-tokenizer: a warm start (--init-from) keeps its own caption tokenizer; "
+                             "give one of them")
+        try:
+            tokenizer = CaptionTokenizer.from_pretrained(args.caption_tokenizer)
+        except CheckpointError as e:
+            raise UsageError(f"--caption-tokenizer: {e}") from None
     _check_init_from(args, "decoder", "ar")
     size = _vq_image_size(args, args.vq or args.init_from / "vq")
     images = captions = code_shards = None
@@ -221,7 +237,7 @@ def cmd_train_ar(args) -> None:
         images, captions = _read_data(args, size, preset.train.num_train)
     pipeline_dir = train_ar(preset, args.vq, images, captions, args.out, max_minutes=args.max_minutes,
                             resume=args.resume, init_from=args.init_from, keys=args.keys, strict=args.strict,
-                            code_shards=code_shards)
+                            code_shards=code_shards, caption_tokenizer=tokenizer)
     print_json({"pipeline": str(pipeline_dir)})
 
 

@@ -128,15 +128,19 @@ def _warm_start(init_from: Path, vq_dir: str | Path | None) -> tuple[TextToImage
 def train_ar(preset: ARPreset, vq_dir: str | Path | None, images: torch.Tensor | None, captions: list[str] | None,
              out_dir: str | Path, max_minutes: float | None = None, resume: bool = False,
              stop_after: int | None = None, progress: bool = True, init_from: str | Path | None = None,
-             keys: list[str] | None = None, strict: bool = False, code_shards: CodeShards | None = None) -> Path:
+             keys: list[str] | None = None, strict: bool = False, code_shards: CodeShards | None = None,
+             caption_tokenizer: CaptionTokenizer | None = None) -> Path:
     """Train on ``images`` (uint8 (N, 3, S, S)) and their ``captions``; writes the pipeline to
     ``out_dir/pipeline`` and returns its path. ``stop_after`` ends the run after that many steps as if killed.
     ``init_from`` (a pipeline folder) warm-starts the decoder from its weights, with its VQ and caption
     tokenizers (``tools.train.init``); ``vq_dir`` may then be None. A caption over the token limit is skipped
     and added, by its ``keys`` entry, to ``out_dir/data.json`` (``strict``: an error). ``code_shards`` (codes
     pre-extracted by ``t2i data encode``, read from disk a batch at a time) replaces ``images`` and
-    ``captions``."""
+    ``captions``. ``caption_tokenizer`` is used instead of training one (so that a new decoder can share a
+    release's tokenizer, and a diffusion baseline trained with it)."""
     cfg = preset.train
+    if caption_tokenizer is not None and init_from is not None:
+        raise ValueError("a warm start keeps its own caption tokenizer: give init_from or caption_tokenizer, not both")
     if vq_dir is None and init_from is None:
         raise ValueError("give the VQ tokenizer (vq_dir) or a pipeline to start from (init_from)")
     init, init_record = None, None
@@ -160,7 +164,7 @@ def train_ar(preset: ARPreset, vq_dir: str | Path | None, images: torch.Tensor |
         if code_shards is not None:
             captions, keys = code_shards.captions_and_keys()
         skipped = prepare_data(preset, vq, images if code_shards is None else None, captions, out_dir, progress,
-                               init.caption_tokenizer if init else None, keys, strict)
+                               init.caption_tokenizer if init else caption_tokenizer, keys, strict)
         add_skips(out_dir / "data.json", skipped)
     accelerator.wait_for_everyone()
     tokenizer = CaptionTokenizer.from_pretrained(out_dir / "caption_tokenizer")
