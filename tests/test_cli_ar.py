@@ -44,6 +44,10 @@ def checkpoint(tmp_path_factory):
     DiffusionBaselinePipeline(tokenizer, DiffusionBaseline(BaselineConfig(
         **unet, attention_head_dim=8, text_vocab_size=tokenizer.vocab_size, max_caption_tokens=24, text_dim=16,
         text_layers=1, text_heads=2))).save_pretrained(folder / "full")
+    # A baseline run folder whose baseline was trained with another caption tokenizer (same pieces or not).
+    shutil.copytree(folder / "full" / "baseline", folder / "other-run" / "model")
+    CaptionTokenizer.train(CAPTIONS[:3] * 20, vocab_size=320, max_tokens=24).save_pretrained(
+        folder / "other-run" / "caption_tokenizer")
     shutil.copytree(folder / "pipe", folder / "broken")
     Image.new("RGB", (16, 16), (255, 0, 0)).save(folder / "img16.png")
     Image.new("RGB", (32, 32), (255, 0, 0)).save(folder / "img32.png")
@@ -267,6 +271,8 @@ BAD = [
     (["release", "--checkpoint", "{ckpt}/broken", "--out", "{tmp}/r"], "missing ['decoder']"),
     (["release", "--checkpoint", "{ckpt}/pipe", "--out", "{tmp}/r", "--default-cfg-scale", "0.5"],
      "--default-cfg-scale"),
+    (["release", "--checkpoint", "{ckpt}/pipe", "--diffusion", "{ckpt}/other-run/model", "--out", "{tmp}/r"],
+     "--diffusion: the baseline was trained with the caption tokenizer"),
     (["train", "ar", "--preset", "huge", "--vq", "{ckpt}/pipe/vq", "--data", "{tmp}", "--out", "{tmp}/o"],
      "AR preset must be one of"),
     (["train", "ar", "--vq", "{tmp}", "--data", "{tmp}", "--out", "{tmp}/o"], "has no config.json"),

@@ -45,7 +45,29 @@ def test_release_refuses_a_baseline_of_another_tokenizer(tmp_path, tokenizer, ot
     from tools.cli.args import UsageError
     from tools.cli.release import _check_same_tokenizer
 
-    other_ids.save_pretrained(tmp_path / "caption_tokenizer")
+    other_ids.save_pretrained(tmp_path / "caption_tokenizer")  # beside tmp_path / "model", as a run folder
     with pytest.raises(UsageError, match="tools.retokenize"):
-        _check_same_tokenizer(tokenizer, tmp_path / "caption_tokenizer", tmp_path / "pipeline")
-    _check_same_tokenizer(other_ids, tmp_path / "caption_tokenizer", tmp_path / "pipeline")  # same: accepted
+        _check_same_tokenizer(tokenizer, tmp_path / "model", tmp_path / "pipeline")
+    _check_same_tokenizer(other_ids, tmp_path / "model", tmp_path / "pipeline")  # same: accepted
+
+
+def test_the_command_writes_a_run_folder_release_accepts(tmp_path, tokenizer, other_ids):
+    from tools.cli.release import _check_same_tokenizer
+    from tools.retokenize import main
+
+    model = baseline()
+    model.save_pretrained(tmp_path / "run" / "model")
+    tokenizer.save_pretrained(tmp_path / "run" / "caption_tokenizer")
+    (tmp_path / "run" / "training.json").write_text('{"steps": 1, "train_seconds": 2.0}')
+    other_ids.save_pretrained(tmp_path / "new")
+    argv = ["--baseline", str(tmp_path / "run" / "model"), "--to-tokenizer", str(tmp_path / "new"),
+            "--check-prompts", "2"]
+    assert main(argv + ["--out", str(tmp_path / "run")]) == 2  # its own folder: refused, nothing overwritten
+    assert main(argv + ["--out", str(tmp_path / "moved")]) == 0
+    assert (tmp_path / "moved" / "training.json").read_text() == '{"steps": 1, "train_seconds": 2.0}'
+    _check_same_tokenizer(other_ids, tmp_path / "moved" / "model", tmp_path / "pipe")  # accepted beside new ids
+    fewer = CaptionTokenizer.train(CAPTIONS[:3] * 20, vocab_size=448, max_tokens=32)
+    fewer.save_pretrained(tmp_path / "fewer")
+    assert main(argv[:2] + ["--from-tokenizer", str(tmp_path / "fewer")] + argv[2:]
+                + ["--out", str(tmp_path / "x")]) == 2
+    assert not (tmp_path / "x").exists()

@@ -5,7 +5,9 @@ pieces, but merge order (and so piece ids) can differ. A release bundles one cap
 and the baseline, so a baseline trained with another run's tokenizer would read the wrong ids. When both
 tokenizers hold the same pieces and segment the world's captions identically, permuting the rows of the
 baseline's text embedding gives the same model under the new ids: the images it draws for a caption do not
-change (checked below on real prompts, bit for bit). Anything else is refused.
+change (checked below on real prompts, bit for bit). Anything else is refused. The guarantee is for the captions
+checked, the world's grammar: BPE applies merges in id order, so two such tokenizers can still cut an unseen
+string (a random run of letters, say) differently.
 
     python -m tools.retokenize --baseline runs/x5-baseline/model --to-tokenizer runs/NEW/caption_tokenizer \
         --out runs/NEW-baseline
@@ -92,6 +94,11 @@ def main(argv: list[str] | None = None) -> int:
         old_tok = CaptionTokenizer.from_pretrained(args.from_tokenizer or args.baseline.parent / "caption_tokenizer")
         new_tok = CaptionTokenizer.from_pretrained(args.to_tokenizer)
         baseline = DiffusionBaseline.from_pretrained(args.baseline).float().eval()
+        if baseline.config.text_vocab_size != old_tok.vocab_size:
+            raise RetokenizeError(f"the baseline reads {baseline.config.text_vocab_size} caption pieces but "
+                                  f"--from-tokenizer has {old_tok.vocab_size}: not the tokenizer it was trained with")
+        if args.out.resolve() == args.baseline.parent.resolve():
+            raise RetokenizeError(f"--out {str(args.out)!r} is the baseline's own run folder; choose another")
         perm = piece_permutation(old_tok, new_tok)
         prompts = [q for words in ("train", "heldout") for q in make_prompts("all", args.check_prompts, seed=0,
                                                                              words=words)]

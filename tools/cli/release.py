@@ -54,15 +54,16 @@ def _scores(specs: list[str]) -> dict[str, dict]:
     return scores
 
 
-def _check_same_tokenizer(tokenizer, trained_with: Path, checkpoint: Path) -> None:
+def _check_same_tokenizer(tokenizer, baseline_dir: Path, checkpoint: Path) -> None:
     """The release bundles one caption tokenizer: refuse a baseline whose run trained with another one (its
     pieces would map to other ids: silently wrong images). `python -m tools.retokenize` moves it exactly when
     the two hold the same pieces."""
+    trained_with = baseline_dir.parent / "caption_tokenizer"  # where `t2i train diffusion` saves it
     model = trained_with / "spiece.model"
     if model.is_file() and model.read_bytes() != tokenizer.model_proto:
         raise UsageError(f"--diffusion: the baseline was trained with the caption tokenizer {str(trained_with)!r}, "
                          f"not the one of --checkpoint {str(checkpoint)!r}; move it onto that tokenizer with "
-                         f"'python -m tools.retokenize --baseline BASELINE --to-tokenizer "
+                         f"'python -m tools.retokenize --baseline {baseline_dir} --to-tokenizer "
                          f"{checkpoint}/caption_tokenizer --out DIR' (or retrain it)")
 
 
@@ -88,7 +89,7 @@ def cmd_release(args) -> None:
         from hybrid.pipeline import DiffusionBaselinePipeline
 
         baseline = DiffusionBaseline.from_pretrained(args.diffusion)
-        _check_same_tokenizer(pipe.caption_tokenizer, args.diffusion.parent / "caption_tokenizer", args.checkpoint)
+        _check_same_tokenizer(pipe.caption_tokenizer, args.diffusion, args.checkpoint)
         others.append(DiffusionBaselinePipeline(pipe.caption_tokenizer, baseline, prompt_world=pipe.prompt_world))
         runs["baseline"] = args.diffusion.parent
     given = {key: getattr(args, f"default_{key}")

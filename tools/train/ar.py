@@ -141,6 +141,8 @@ def train_ar(preset: ARPreset, vq_dir: str | Path | None, images: torch.Tensor |
     cfg = preset.train
     if caption_tokenizer is not None and init_from is not None:
         raise ValueError("a warm start keeps its own caption tokenizer: give init_from or caption_tokenizer, not both")
+    if caption_tokenizer is not None:  # the model's caption length rules, as for a tokenizer trained here
+        caption_tokenizer = CaptionTokenizer(caption_tokenizer.model_proto, preset.model.max_caption_tokens)
     if vq_dir is None and init_from is None:
         raise ValueError("give the VQ tokenizer (vq_dir) or a pipeline to start from (init_from)")
     init, init_record = None, None
@@ -168,6 +170,9 @@ def train_ar(preset: ARPreset, vq_dir: str | Path | None, images: torch.Tensor |
         add_skips(out_dir / "data.json", skipped)
     accelerator.wait_for_everyone()
     tokenizer = CaptionTokenizer.from_pretrained(out_dir / "caption_tokenizer")
+    if caption_tokenizer is not None and tokenizer.model_proto != caption_tokenizer.model_proto:
+        raise ValueError(f"{out_dir / 'caption_tokenizer'} is not the caption tokenizer given: resume with the one the "
+                         "run started with, or choose another --out")
     data = load_file(str(out_dir / TOKENS_NAME))
     prepared_from = int(data["num_images"]) if "num_images" in data else len(data["codes"])
     if prepared_from != num_images or ("rows" in data) != (code_shards is not None):
