@@ -3,6 +3,8 @@
 import json
 
 import pytest
+from safetensors import safe_open
+from safetensors.torch import load_file
 import torch
 
 from ar_model.config import ARConfig
@@ -373,6 +375,26 @@ def test_resumed_run_repeats_the_losses(training_data, tmp_path):
     assert training["steps"] == 12 and training["train_seconds"] > 0  # both process starts counted
     with pytest.raises(ValueError, match="exists"):
         train_ar(preset, folder / "vq", images, captions, tmp_path / "full", progress=False)
+
+
+def test_zero_minutes_resume_writes_the_checkpoints_pipeline(training_data, tmp_path):
+    """``max_minutes=0`` with ``resume``: no step is trained, and the pipeline holds the checkpoint's weights
+    (how a copy of a running run's folder is judged mid-way)."""
+    folder, images, captions = training_data
+    preset = tiny_preset(max_steps=12)
+    train_ar(preset, folder / "vq", images, captions, tmp_path / "cut", progress=False, stop_after=7)
+    assert not (tmp_path / "cut" / "pipeline").exists()
+    logged = (tmp_path / "cut" / "metrics.jsonl").read_text()
+    pipeline = train_ar(preset, folder / "vq", images, captions, tmp_path / "cut", progress=False, resume=True,
+                        max_minutes=0)
+    assert (tmp_path / "cut" / "metrics.jsonl").read_text() == logged
+    assert json.loads((tmp_path / "cut" / "training.json").read_text())["steps"] == 5  # the last checkpoint
+    with safe_open(str(tmp_path / "cut" / "checkpoint.safetensors"), "pt") as f:
+        checkpointed = {k[6:]: f.get_tensor(k) for k in f.keys() if k.startswith("model.")}
+    decoder = load_file(str(pipeline / "decoder" / "model.safetensors"))
+    assert decoder.keys() == checkpointed.keys()
+    for name, value in decoder.items():
+        assert torch.equal(value, checkpointed[name]), name
 
 
 def test_warm_start_continues_the_weights_and_counts_their_time(training_data, tmp_path):

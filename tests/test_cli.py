@@ -103,6 +103,7 @@ BAD = [
     (["train", "vq", "--data", "{tmp}/nowhere", "--out", "{tmp}/o"], "'{tmp}/nowhere' is neither a folder nor a .tar shard pattern"),
     (["train", "vq", "--preset", "huge", "--data", "{tmp}", "--out", "{tmp}/o"], "VQ preset must be one of"),
     (["train", "vq", "--data", "{tmp}", "--out", "{tmp}/o"], "holds no images"),
+    (["train", "ar", "--data", "{tmp}", "--out", "{tmp}/o", "--max-minutes", "-1"], "--max-minutes: expected a number >= 0, got '-1'"),
     (["eval", "vq", "--checkpoint", "{tmp}/nowhere"], "does not exist"),
     (["eval", "vq", "--checkpoint", "{tmp}"], "has no config.json"),
     (["eval", "vq", "--checkpoint", "{tmp}", "--num", "0"], "integer >= 1, got 0"),

@@ -95,7 +95,10 @@ def _add_run_arguments(p: argparse.ArgumentParser, result: str, codes: str | Non
                    help="stop at the first unusable sample instead of skipping it (skipped samples are listed in "
                         "OUT/data.json)")
     p.add_argument("--out", type=Path, required=True, help="output folder")
-    p.add_argument("--max-minutes", type=float, help=f"stop (and write the {result}) after this many minutes")
+    p.add_argument("--max-minutes", type=float_in("max-minutes", 0, None),
+                   help=f"stop (and write the {result}) after this many minutes; 0 with --resume writes the "
+                        f"{result} of OUT's checkpoint without training (to judge a run mid-way, give it a copy "
+                        "of the run's folder)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.safetensors")
     overrides = p.add_argument_group("overrides of the preset (the run records the effective one in "
                                      "OUT/preset.json)")
