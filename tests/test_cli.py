@@ -71,6 +71,8 @@ def test_score_writes_report_and_failure_grid(capsys, tmp_path):
     assert report["categories"]["text"]["pass_rate"] == 1.0
     assert report["text"]["word_accuracy"] == 1.0 and report["text"]["cer"] == 0.0
     assert [f["image"] for f in report["failures"]] == ["001.png"]
+    assert [(i["image"], i["prompt"], i["passed"]) for i in report["images"]] == [
+        ("000.png", prompts[0], True), ("001.png", prompts[1], False), ("002.png", prompts[2], True)]
     assert (tmp_path / "report_failures.png").exists()
 
 
@@ -99,6 +101,9 @@ BAD = [
     (["score", "--images", "{tmp}", "--prompts", "{tmp}/p.txt", "--out", "{tmp}/r.json"], "holds 0 PNG files"),
     (["score", "--images", "{tmp}"], "--prompts is required"),
     (["score", "--validate", "--num", "0"], "integer >= 1, got 0"),
+    (["score", "--paired", "{tmp}/nowhere.json", "{tmp}/p.txt"], "does not exist"),
+    (["score", "--paired", "{tmp}/p.txt", "{tmp}/p.txt"], "is not a JSON report of t2i score"),
+    (["score", "--paired", "{tmp}/p.txt"], "expected 2 arguments"),
     (["bench", "data", "--num", "3"], "integer >= 10, got 3"),
     (["train", "vq", "--data", "{tmp}/nowhere", "--out", "{tmp}/o"], "'{tmp}/nowhere' is neither a folder nor a .tar shard pattern"),
     (["train", "vq", "--preset", "huge", "--data", "{tmp}", "--out", "{tmp}/o"], "VQ preset must be one of"),
