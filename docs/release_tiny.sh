@@ -27,6 +27,7 @@ PY
 }
 
 # 1. inputs: the shipped checkpoint, kept apart from the folder t2i release rewrites, and its baseline as a run
+mkdir -p runs
 [ -d runs/shipped ] || cp -r checkpoints/tiny runs/shipped
 if [ ! -d runs/shipped-baseline ]; then
     mkdir -p runs/shipped-baseline
