@@ -379,6 +379,30 @@ def test_bench_train_compares_presets(capsys, tmp_path):
     assert report["step_time_ratio_vs_first"]["a"] == 1.0 and b["s_per_step"] > 0
 
 
+def test_bench_train_prices_the_diffusion_baseline_beside_the_decoder(capsys, tmp_path):
+    ar = {"model": {"max_caption_tokens": 8, "dim": 32, "n_layers": 2, "n_heads": 4, "n_kv_heads": 2},
+          "train": {"batch_size": 4, "text_vocab_size": 64}}
+    unet = {"model": {"image_size": 16, "block_out_channels": [8, 16], "norm_num_groups": 4,
+                      "cross_attention_levels": 1, "max_caption_tokens": 8, "text_dim": 16, "text_layers": 1,
+                      "text_heads": 2},
+            "train": {"batch_size": 2}}
+    (tmp_path / "ar.json").write_text(json.dumps(ar))
+    (tmp_path / "unet.json").write_text(json.dumps(unet))
+    code, stdout, _ = run(capsys, "bench", "train", str(tmp_path / "ar.json"), "--diffusion",
+                          str(tmp_path / "unet.json"), "--text-vocab-size", "64", "--steps", "1", "--rounds", "1",
+                          "--grid-size", "4", "--codebook-size", "16")
+    assert code == 0
+    results = json.loads(stdout)["results"]
+    assert list(results) == ["ar", "diffusion:unet"]
+    baseline = results["diffusion:unet"]
+    assert baseline["kind"] == "diffusion" and baseline["image_size"] == 16 and baseline["s_per_step"] > 0
+    assert abs(baseline["images_per_hour"] * baseline["s_per_step"] / (2 * 3600) - 1) < 0.01  # s_per_step rounded
+    code, _, stderr = run(capsys, "bench", "train")
+    assert code == 2 and "at least one AR preset or --diffusion" in stderr
+    code, _, stderr = run(capsys, "bench", "train", "--diffusion", "huge")
+    assert code == 2 and "diffusion preset must be one of" in stderr
+
+
 @needs_tesseract  # it scores 'the word CAT'
 def test_compare_writes_report_grid_and_table(capsys, checkpoint, tmp_path):
     (tmp_path / "p.txt").write_text("a red circle\nthe word CAT\n")

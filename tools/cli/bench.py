@@ -27,12 +27,18 @@ def register(sub) -> None:
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile variants")
     p.add_argument("--no-transformers", action="store_true", help="skip transformers.generate")
     p.set_defaults(func=cmd_bench_decode)
-    p = bench_sub.add_parser("train", help="seconds per AR training step of each preset, side by side",
+    p = bench_sub.add_parser("train", help="seconds per training step of each preset, side by side",
                              description="Time forward + backward + AdamW steps of each AR preset (a name in "
-                                         "configs/ar or a JSON file) on random sequences of its shape, the "
-                                         "variants taking turns: seconds per step, images per hour, and the "
-                                         "ratio to the first. What equal-compute ablations are sized by.")
-    p.add_argument("presets", nargs="+", help="AR presets: names (tiny) or JSON files")
+                                         "configs/ar or a JSON file) on random sequences of its shape, and of "
+                                         "each --diffusion preset on random images and captions, the variants "
+                                         "taking turns: seconds per step, images per hour, and the ratio to the "
+                                         "first. What equal-compute ablations are sized by, and how the AR and "
+                                         "diffusion budgets are compared on one machine.")
+    p.add_argument("presets", nargs="*", help="AR presets: names (tiny) or JSON files")
+    p.add_argument("--diffusion", action="append", default=[], metavar="PRESET",
+                   help="also a diffusion baseline preset (a name in configs/diffusion or a JSON file); repeatable")
+    p.add_argument("--text-vocab-size", type=int_at_least(1), default=448,
+                   help="the baseline's caption pieces (default: 448, the shipped caption tokenizer's)")
     p.add_argument("--steps", type=int_at_least(1), default=3, help="steps per variant per round (default: 3)")
     p.add_argument("--rounds", type=int_at_least(1), default=2, help="rounds (default: 2)")
     p.add_argument("--dtype", choices=("preset", "both", "float32", "bfloat16"), default="preset",
@@ -60,12 +66,15 @@ def cmd_bench_decode(args) -> None:
 def cmd_bench_train(args) -> None:
     from tools.bench_train import bench_train
 
-    for name in args.presets:
+    if not args.presets and not args.diffusion:
+        raise UsageError("bench train: give at least one AR preset or --diffusion PRESET")
+    for name in args.presets + args.diffusion:
         check_preset_file(name)
     bf16 = {"preset": None, "both": [False, True], "float32": [False], "bfloat16": [True]}[args.dtype]
     try:
         report = bench_train(args.presets, steps=args.steps, rounds=args.rounds, codebook_size=args.codebook_size,
-                             grid_size=args.grid_size, bf16=bf16)
+                             grid_size=args.grid_size, bf16=bf16, diffusion=args.diffusion,
+                             text_vocab_size=args.text_vocab_size)
     except ValueError as e:
-        raise UsageError(f"--presets: {e}") from None
+        raise UsageError(f"bench train: {e}") from None
     print_json(report)
