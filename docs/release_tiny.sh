@@ -45,7 +45,7 @@ fi
 finished runs/vq-channel-norm configs/vq/ablation/tiny-channel-norm.json \
     || t2i train vq --preset configs/vq/ablation/tiny-channel-norm.json --data data/tiny-50k-s4 --out runs/vq-channel-norm --resume
 
-# 4. the decoder (20,000 steps at about 0.86 s each alone, after 9 minutes of encoding: several sessions)
+# 4. the decoder (11,500 steps, 0.86-1.7 s each alone by machine, after 9 minutes of encoding: several sessions)
 if ! finished runs/rel-local configs/ar/tiny-local.json; then
     t2i train ar --preset configs/ar/tiny-local.json --vq runs/vq-channel-norm/model \
         --caption-tokenizer runs/shipped/caption_tokenizer \
