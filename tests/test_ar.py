@@ -377,6 +377,27 @@ def test_resumed_run_repeats_the_losses(training_data, tmp_path):
         train_ar(preset, folder / "vq", images, captions, tmp_path / "full", progress=False)
 
 
+def test_resume_with_a_new_max_steps_records_where_the_schedule_changed(training_data, tmp_path, caplog):
+    """Shortening a run on resume lays the cosine over the new total from the checkpoint on; training.json
+    keeps both schedules, so a reader of the record knows the learning rate jumped there."""
+    from tools.train.loop import learning_rate
+    folder, images, captions = training_data
+    train_ar(tiny_preset(max_steps=20), folder / "vq", images, captions, tmp_path / "cut", progress=False,
+             stop_after=12)
+    with caplog.at_level("WARNING"):
+        train_ar(tiny_preset(max_steps=14), folder / "vq", images, captions, tmp_path / "cut", progress=False,
+                 resume=True)
+    assert "max_steps changed from 20 to 14 at step 10" in caplog.text
+    training = json.loads((tmp_path / "cut" / "training.json").read_text())
+    assert training["steps"] == 14
+    assert training["schedule"] == [{"from_step": 0, "max_steps": 20}, {"from_step": 10, "max_steps": 14}]
+    records = map(json.loads, (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines())
+    lrs = {r["step"]: r["lr"] for r in records}  # a step logged twice keeps its resumed value
+    assert lrs[10] == pytest.approx(learning_rate(9, 1e-2, 5, 20))  # logged before the stop, old schedule
+    assert lrs[11] == pytest.approx(learning_rate(10, 1e-2, 5, 14))  # the first resumed step, new schedule
+    assert lrs[11] != pytest.approx(learning_rate(10, 1e-2, 5, 20))
+
+
 def test_zero_minutes_resume_writes_the_checkpoints_pipeline(training_data, tmp_path):
     """``max_minutes=0`` with ``resume``: no step is trained, and the pipeline holds the checkpoint's weights
     (how a copy of a running run's folder is judged mid-way)."""

@@ -93,6 +93,24 @@ class RunClock:
         return cls(prior or 0.0)
 
 
+def resumed_schedule(metadata: dict, preset_file: Path, step: int, max_steps: int, warmup: int) -> list[dict]:
+    """The run's learning-rate schedules so far, one ``{"from_step", "max_steps"}`` per total it was laid over,
+    with ``max_steps`` appended when a resume changes it (the cosine is then laid over the new total from
+    ``step`` on, so the learning rate jumps there: the record says where). A checkpoint from before the record
+    was kept reads its total from the run's previous ``preset.json``."""
+    schedule = metadata.get("extra", {}).get("schedule")
+    if not schedule:
+        previous = json.loads(preset_file.read_text()).get("train", {}) if preset_file.exists() else {}
+        schedule = [{"from_step": 0, "max_steps": previous.get("max_steps", max_steps)}]
+    if schedule[-1]["max_steps"] != max_steps:
+        logger.warning("max_steps changed from %d to %d at step %d: the learning rate jumps from %.3g to %.3g "
+                       "of its base here (training.json records the schedules)", schedule[-1]["max_steps"],
+                       max_steps, step, learning_rate(step, 1.0, warmup, schedule[-1]["max_steps"]),
+                       learning_rate(step, 1.0, warmup, max_steps))
+        schedule = [*schedule, {"from_step": step, "max_steps": max_steps}]
+    return schedule
+
+
 @dataclass(frozen=True)
 class RunOptions:
     """How a run goes, the same for every trainer: a time limit, whether to continue the folder's checkpoint,
@@ -156,9 +174,11 @@ def train_loop(run: Run, model: torch.nn.Module, optimizer: torch.optim.Optimize
     out_dir = run.out_dir
     metrics_file = out_dir / "metrics.jsonl"
     step, clock = 0, RunClock(task.init.train_seconds if task.init else 0.0)
+    schedule = [{"from_step": 0, "max_steps": cfg.max_steps}]
     if options.resume and ckpt_path.exists():
         metadata = load_checkpoint(ckpt_path, model, optimizer)
         step, clock = metadata["step"], RunClock.resumed(metadata, metrics_file, cfg.batch_size)
+        schedule = resumed_schedule(metadata, out_dir / "preset.json", step, cfg.max_steps, cfg.warmup_steps)
         logger.info("resumed from %s at step %d", ckpt_path, step)
     model, optimizer = accelerator.prepare(model, optimizer)
     if accelerator.is_main_process:
@@ -193,7 +213,8 @@ def train_loop(run: Run, model: torch.nn.Module, optimizer: torch.optim.Optimize
                             **{k: f"{v:.2f}" for k, v in record.items() if k == "usage"})
         bar.update()
         if step % cfg.checkpoint_every == 0 and accelerator.is_main_process:
-            save_checkpoint(ckpt_path, accelerator.unwrap_model(model), optimizer, step, extra=clock.extra())
+            save_checkpoint(ckpt_path, accelerator.unwrap_model(model), optimizer, step,
+                            extra={**clock.extra(), "schedule": schedule})
         if options.stop_after is not None and step >= options.stop_after:
             bar.close()
             return False
@@ -202,8 +223,8 @@ def train_loop(run: Run, model: torch.nn.Module, optimizer: torch.optim.Optimize
     (out_dir / f"weights-rank{rank}.sha256").write_text(state_digest(unwrapped))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        save_checkpoint(ckpt_path, unwrapped, optimizer, step, extra=clock.extra())
-        record = {"steps": step, "processes": world, **clock.extra()}
+        save_checkpoint(ckpt_path, unwrapped, optimizer, step, extra={**clock.extra(), "schedule": schedule})
+        record = {"steps": step, "processes": world, **clock.extra(), "schedule": schedule}
         if task.init is not None:  # train_seconds counts the warm start's own training too
             record["init_from"] = task.init.to_dict()
         write_text(out_dir / "training.json", json.dumps(record, indent=2))
