@@ -59,11 +59,11 @@ finished runs/refiner-local configs/refiner/tiny.json \
     || OMP_NUM_THREADS=1 t2i train refiner --preset tiny --vq runs/vq-channel-norm/model --data data/tiny-50k-s4 \
         --out runs/refiner-local --resume
 
-# 6. the candidate release, fp16, with the shipped checkpoint's default sampling settings
+# 6. the candidate release, fp16, sampling defaults from recipe 17 (T 0.7, top-k 20, guidance 1.5)
 [ -f runs/cand-tiny/pipeline.json ] \
     || t2i release --checkpoint runs/rel-local/pipeline --refiner runs/refiner-local/model \
         --diffusion runs/shipped-baseline/model --default-sampler sample --default-top-k 20 \
-        --default-temperature 1.0 --default-guidance-scale 1.5 --out runs/cand-tiny
+        --default-temperature 0.7 --default-guidance-scale 1.5 --out runs/cand-tiny
 
 # 7. evaluation: 400 new prompts (seed 37) and 50 held-out words, one image each at seed 1000, both checkpoints
 #    with no sampling flags (their recorded defaults); the candidate also greedy and beam 4
