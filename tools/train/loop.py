@@ -223,8 +223,9 @@ def train_loop(run: Run, model: torch.nn.Module, optimizer: torch.optim.Optimize
     (out_dir / f"weights-rank{rank}.sha256").write_text(state_digest(unwrapped))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        save_checkpoint(ckpt_path, unwrapped, optimizer, step, extra={**clock.extra(), "schedule": schedule})
-        record = {"steps": step, "processes": world, **clock.extra(), "schedule": schedule}
+        extra = {**clock.extra(), "schedule": schedule}  # read once: the checkpoint and the record agree
+        save_checkpoint(ckpt_path, unwrapped, optimizer, step, extra=extra)
+        record = {"steps": step, "processes": world, **extra}
         if task.init is not None:  # train_seconds counts the warm start's own training too
             record["init_from"] = task.init.to_dict()
         write_text(out_dir / "training.json", json.dumps(record, indent=2))
