@@ -1,6 +1,7 @@
 import json
 
 import pytest
+import safetensors.torch
 import torch
 
 from tools.codebook import codebook_stats
@@ -88,6 +89,30 @@ def test_fp16_save_loads_into_float32(tmp_path):
     loaded = VQModel.from_pretrained(tmp_path)
     assert next(loaded.parameters()).dtype == torch.float32
     assert (tmp_path / "model.safetensors").stat().st_size < 0.6 * sum(p.numel() * 4 for p in m.parameters())
+
+
+def test_fp16_save_keeps_a_crowded_codebook_exact(tmp_path):
+    # Near-twin codes (cosine 0.99999 apart, as a trained codebook has), which float16 rounding would swap.
+    m = model(use_cosine_sim=True)
+    torch.manual_seed(1)
+    base = torch.nn.functional.normalize(torch.randn(32, 4), dim=-1)
+    twins = torch.nn.functional.normalize(base + 3e-3 * torch.randn(32, 4), dim=-1)
+    m.quantizer.impl.codebook = torch.cat([base, twins])
+    x = torch.rand(8, 3, 16, 16)
+    ids = m.encode(x)
+    m.save_pretrained(tmp_path, dtype=torch.float16)
+    stored = safetensors.torch.load_file(tmp_path / "model.safetensors")
+    assert {t.dtype for k, t in stored.items() if k.startswith("encoder.")} == {torch.float16}
+    assert stored["quantizer.impl._codebook.embed"].dtype == torch.float32
+    assert torch.equal(VQModel.from_pretrained(tmp_path).encode(x), ids)
+    half = VQModel.from_pretrained(tmp_path, dtype=torch.float16)
+    assert half.quantizer.dtype == torch.float32 and next(half.encoder.parameters()).dtype == torch.float16
+    assert half.decode_ids(ids).dtype == torch.float16
+
+    # the test has teeth: the whole model cast to float16 moves ids
+    rounded = model(use_cosine_sim=True)
+    rounded.quantizer.impl.codebook = torch.cat([base, twins]).half().float()
+    assert not torch.equal(rounded.encode(x), ids)
 
 
 def test_overfits_one_batch():

@@ -151,16 +151,42 @@ def check_device(device: str | torch.device | None) -> None:
                          f"available: {usable}")
 
 
+def _cast_except(module: nn.Module, dtype: torch.dtype, keep: set[str], prefix: str = "") -> None:
+    """Cast ``module``'s floating tensors to ``dtype`` in place, leaving the submodules named in ``keep`` as they
+    are (cast first and back would already have rounded them)."""
+    for name, child in module.named_children():
+        full = prefix + name
+        if full in keep:
+            continue
+        if any(k.startswith(full + ".") for k in keep):
+            _cast_except(child, dtype, keep, full + ".")
+        else:
+            child.to(dtype)
+    for tensor in [*module.parameters(recurse=False), *module.buffers(recurse=False)]:
+        if tensor.is_floating_point():
+            tensor.data = tensor.data.to(dtype)
+
+
 class PretrainedMixin:
     """Mix into an ``nn.Module`` whose ``__init__`` takes one config with ``to_dict``/``from_dict``."""
 
     config_class: type
+    # Submodules that stay float32 whatever dtype the rest is saved or loaded in (as transformers'
+    # ``_keep_in_fp32_modules``): for a module whose outputs a rounding error would change, not merely perturb.
+    keep_in_fp32_modules: tuple[str, ...] = ()
+
+    def _to_dtype(self, module: nn.Module, device=None, dtype: torch.dtype | None = None) -> nn.Module:
+        module = module.to(device=device)
+        if dtype is not None:
+            _cast_except(module, dtype, set(self.keep_in_fp32_modules))
+        return module
 
     def save_pretrained(self, path: str | Path, dtype: torch.dtype | None = None) -> None:
-        """Write ``config.json`` and ``model.safetensors`` (floating tensors cast to ``dtype`` if given)."""
+        """Write ``config.json`` and ``model.safetensors`` (floating tensors cast to ``dtype`` if given, except in
+        ``keep_in_fp32_modules``)."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        module: nn.Module = self if dtype is None else copy.deepcopy(self).to(dtype)
+        module: nn.Module = self if dtype is None else self._to_dtype(copy.deepcopy(self), dtype=dtype)
         with atomic_path(path / WEIGHTS_NAME) as tmp:
             save_model(module, str(tmp), metadata={"format": "pt"})
         write_text(path / CONFIG_NAME, json.dumps(self.config.to_dict(), indent=2))
@@ -191,4 +217,4 @@ class PretrainedMixin:
                 f"{path / WEIGHTS_NAME} does not fit {path / CONFIG_NAME}: missing {sorted(missing)[:5]}, "
                 f"unexpected {sorted(unexpected)[:5]}"
             )
-        return model.to(device=device, dtype=dtype).eval()
+        return model._to_dtype(model, device, dtype).eval()

@@ -44,9 +44,10 @@ class Quantizer(nn.Module):
             self.impl = FSQ(levels=list(config.fsq_levels), dim=config.latent_dim)
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """z (B, D, h, w) -> quantized (B, D, h, w), ids (B, h, w) int64, commitment loss (scalar)."""
+        """z (B, D, h, w) -> quantized (B, D, h, w), ids (B, h, w) int64, commitment loss (scalar). z is matched
+        against the codebook in the codebook's own dtype (float32 in a float16 release: see ``VQModel``)."""
         b, _, h, w = z.shape
-        tokens = rearrange(z, "b d h w -> b (h w) d")
+        tokens = rearrange(z, "b d h w -> b (h w) d").to(self.dtype)
         if self.kind == "vq":
             quantized, ids, loss = self.impl(tokens)
         else:
@@ -54,6 +55,10 @@ class Quantizer(nn.Module):
             loss = tokens.new_zeros(())
         quantized = rearrange(quantized, "b (h w) d -> b d h w", h=h, w=w)
         return quantized, rearrange(ids, "b (h w) -> b h w", h=h, w=w).long(), loss
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.impl.codebook.dtype if self.kind == "vq" else torch.float32
 
     def codes_from_ids(self, ids: torch.Tensor) -> torch.Tensor:
         """ids (B, h, w) -> quantized latents (B, D, h, w), as the forward pass produces them."""
