@@ -84,7 +84,7 @@ score cand-p37-greedy "$EVAL/p37.txt" runs/cand-tiny --sampler greedy
 score cand-p37-beam4 "$EVAL/p37.txt" runs/cand-tiny --sampler beam --beam-width 4
 t2i score --paired "$EVAL/shipped-p37.json" "$EVAL/cand-p37.json" --out "$EVAL/paired.json"
 [ -f "$EVAL/cand-eval-ar.json" ] || t2i eval ar --checkpoint runs/cand-tiny --num-scenes 200 \
-    --prompts-per-category 0 --word-scenes 50 --seed 0 --quiet --out "$EVAL/cand-eval-ar.json"
+    --prompts-per-category 0 --word-scenes 50 --colour-scenes 200 --seed 0 --quiet --out "$EVAL/cand-eval-ar.json"
 # teacher-forced loss on 500 unseen scenes and on the first 500 training scenes (memorising?)
 [ -d data/heldout-500 ] || t2i data make --preset tiny --num 500 --seed 99 --out data/heldout-500
 [ -d data/train4-500 ] || t2i data make --preset tiny --num 500 --seed 4 --out data/train4-500

@@ -342,6 +342,23 @@ def test_eval_ar_word_sensitivity_swaps_only_the_word(capsys, long_caption_check
     assert ws["train"]["num_scenes"] == 3 and 0 <= ws["train"]["true_word_top1"] <= 1
 
 
+def test_eval_ar_colour_binding_swaps_only_the_colours(capsys, long_caption_checkpoint):
+    from tools.ar_eval import colour_variants
+    from tools.world import format_caption, parse_caption
+
+    for index in range(6):
+        scene, captions, truth = colour_variants(0, index)
+        assert len(captions) == len(set(captions)) == 2 and truth == index % 2
+        a, b = (parse_caption(c).clauses for c in (captions[truth], captions[1 - truth]))
+        assert captions[truth] == format_caption(scene.requirements)
+        assert [o.shape for o in a] == [o.shape for o in b] and [o.colour for o in a] == [o.colour for o in b][::-1]
+    code, stdout, _ = run(capsys, "eval", "ar", "--checkpoint", str(long_caption_checkpoint), "--num-scenes", "1",
+                          "--colour-scenes", "4", "--prompts-per-category", "0", "--quiet")
+    cb = json.loads(stdout)["colour_binding_sensitivity"]
+    assert code == 0 and cb["num_scenes"] == 4 and cb["chance_top1"] == 0.5 and 0 <= cb["true_binding_top1"] <= 1
+    assert cb["gap_ci95"][0] <= cb["mean_gap_nats"] <= cb["gap_ci95"][1]
+
+
 @needs_tesseract  # the judge reads the text categories' words
 def test_eval_ar_judges_every_category(capsys, long_caption_checkpoint):
     code, stdout, _ = run(capsys, "eval", "ar", "--checkpoint", str(long_caption_checkpoint), "--num-scenes", "1",

@@ -46,6 +46,10 @@ def register(sub) -> None:
     p.add_argument("--word-scenes", type=int_at_least(0), default=0,
                    help="also the word sensitivity on this many 'the word W' scenes, for training and held-out "
                         "words: W against 8 other words of its length (default: 0, not measured)")
+    p.add_argument("--colour-scenes", type=int_at_least(0), default=0,
+                   help="also the colour-binding sensitivity on this many two-object scenes ('a red circle and a "
+                        "blue square'): the caption against the same caption with the colours swapped between the "
+                        "shapes (chance 1/2; default: 0, not measured)")
     p.add_argument("--prompts-per-category", type=int_at_least(0), default=10,
                    help="judged prompts per category (default: 10, i.e. 80 prompts)")
     p.add_argument("--seed", type=int, default=0, help="scene, prompt and sampling seed (default: 0)")
@@ -133,7 +137,7 @@ def cmd_eval_ar(args) -> None:
     pipe = load_pipeline(args)
     pipe.set_progress_bar_config(disable=True)
     report = evaluate_ar(pipe, args.num_scenes, args.prompts_per_category, seed=args.seed,
-                         word_scenes=args.word_scenes,
+                         word_scenes=args.word_scenes, colour_scenes=args.colour_scenes,
                          progress=not args.quiet, **sampling_kwargs(args, pipe))
     if args.out:
         from vq.pretrained import write_text
