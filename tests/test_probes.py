@@ -57,3 +57,18 @@ def test_frozen_group_norm_with_an_images_own_statistics_is_the_usual_layer():
         vq.encoder(other)
         patch.mode = "frozen"
         assert not torch.allclose(vq.encoder(x), usual, atol=1e-3)  # another image's statistics change it
+
+
+def test_rerank_probe_scores_colour_swaps_and_picks_by_each_rule(pipe):
+    from tools.rerank_probe import probe as rerank, summary
+
+    pipe.set_progress_bar_config(disable=True)
+    rows = rerank(pipe, candidates=2, per_category=2, seed=0, batch_prompts=2, category="colour_attribution")
+    assert len(rows) == 2 and all(len(r["swapped_nats"]) == 2 for r in rows)
+    assert all(r["swapped_nats"] != r["cond_nats"] for r in rows)  # another caption, another likelihood
+    # Each rule picks the candidate its score says: here the contrast picks candidate 1, plain likelihood 0.
+    fake = [{"category": "colour_attribution", "cond_nats": [-10.0, -11.0], "null_nats": [-12.0, -12.0],
+             "swapped_nats": [-9.0, -20.0], "passed": [False, True]}]
+    rates = summary(fake)
+    assert rates["max log p(codes|caption) - log p(codes|colours swapped)"]["overall"] == 1.0
+    assert rates["max log p(codes|caption) - 0.0 log p(codes|null)"]["overall"] == 0.0

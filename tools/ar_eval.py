@@ -101,11 +101,16 @@ def colour_variants(seed: int, index: int) -> tuple[object, list[str], int]:
     true one), in a seed namespace of its own. Both captions name the same colours and shapes; only the binding
     differs, so a decoder that does not bind scores a gap of about 0."""
     scene = sample_scene(scene_seed(seed, "eval-colour", index), "colour_attribution")
-    a, b = scene.requirements.clauses
-    swapped = (dataclasses.replace(a, colour=b.colour), dataclasses.replace(b, colour=a.colour))
     truth = index % 2  # the true caption first for even scenes, second for odd: no order to learn
-    pair = [scene.requirements.clauses, swapped] if truth == 0 else [swapped, scene.requirements.clauses]
-    return scene, [format_caption(Requirements(c, scene.background)) for c in pair], truth
+    pair = [scene.requirements, swap_colours(scene.requirements)][::1 if truth == 0 else -1]
+    return scene, [format_caption(r) for r in pair], truth
+
+
+def swap_colours(req: Requirements) -> Requirements:
+    """A two-object caption's requirements with the colours swapped between the shapes."""
+    a, b = req.clauses
+    return dataclasses.replace(req, clauses=(dataclasses.replace(a, colour=b.colour),
+                                             dataclasses.replace(b, colour=a.colour)))
 
 
 def position_sensitivity(pipe: TextToImage, num_scenes: int = 200, seed: int = 0, progress: bool = True) -> dict:

@@ -21,16 +21,19 @@ import torch
 from tqdm.auto import tqdm
 
 from ar_model.pipeline import TextToImage
-from tools.ar_eval import code_log_likelihood
+from tools.ar_eval import code_log_likelihood, swap_colours
 from tools.judge.verdict import score
 from tools.prompts import make_prompts
+from tools.world import category_of, format_caption, parse_caption
 from vq.pretrained import write_text
 
 
-def probe(pipe: TextToImage, candidates: int, per_category: int, seed: int, batch_prompts: int = 8) -> list[dict]:
+def probe(pipe: TextToImage, candidates: int, per_category: int, seed: int, batch_prompts: int = 8,
+          category: str = "all") -> list[dict]:
     """Every candidate of every prompt, ``batch_prompts`` prompts per decoder call (image seeds do not depend
-    on the batching, so a smaller batch gives the same candidates up to float rounding)."""
-    prompts = make_prompts("all", per_category, seed)
+    on the batching, so a smaller batch gives the same candidates up to float rounding). Colour-attribution
+    prompts also get log p(codes | the caption with its colours swapped between the shapes)."""
+    prompts = make_prompts(category, per_category, seed)
     rows = []
     for start in tqdm(range(0, len(prompts), batch_prompts), desc="prompts"):
         chunk = prompts[start: start + batch_prompts]
@@ -42,11 +45,18 @@ def probe(pipe: TextToImage, candidates: int, per_category: int, seed: int, batc
         with torch.no_grad():
             cond = code_log_likelihood(pipe, repeated, codes)
             null = code_log_likelihood(pipe, None, codes)
+            parsed = [parse_caption(p) for p in repeated]
+            binding = [category_of(r) == "colour_attribution" for r in parsed]
+            swapped = code_log_likelihood(pipe, [format_caption(swap_colours(r)) if b else p
+                                                 for r, b, p in zip(parsed, binding, repeated)], codes)
         verdicts = [score(image, caption) for image, caption in zip(out.images, repeated)]
         for k, prompt in enumerate(chunk):
             sl = slice(k * candidates, (k + 1) * candidates)
-            rows.append({"prompt": prompt, "category": verdicts[sl][0].category, "cond_nats": cond[sl].tolist(),
-                         "null_nats": null[sl].tolist(), "passed": [v.passed for v in verdicts[sl]]})
+            row = {"prompt": prompt, "category": verdicts[sl][0].category, "cond_nats": cond[sl].tolist(),
+                   "null_nats": null[sl].tolist(), "passed": [v.passed for v in verdicts[sl]]}
+            if binding[k * candidates]:
+                row["swapped_nats"] = swapped[sl].tolist()
+            rows.append(row)
     return rows
 
 
@@ -66,6 +76,9 @@ def summary(rows: list[dict]) -> dict:
     for weight in (0.0, 0.5, 1.0):
         rules[f"max log p(codes|caption) - {weight} log p(codes|null)"] = (
             lambda r, w=weight: max(range(n), key=lambda j: r["cond_nats"][j] - w * r["null_nats"][j]))
+    if all("swapped_nats" in r for r in rows):  # colour attribution only: the caption against its swap
+        rules["max log p(codes|caption) - log p(codes|colours swapped)"] = (
+            lambda r: max(range(n), key=lambda j: r["cond_nats"][j] - r["swapped_nats"][j]))
     out = {name: pick_rates(rows, rule) for name, rule in rules.items()}
     out["mean over candidates"] = {"overall": sum(
         pick_rates(rows, lambda r, j=j: j)["overall"] for j in range(n)) / n}
@@ -77,13 +90,14 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=Path, default=Path("checkpoints/tiny"))
     parser.add_argument("--candidates", type=int, default=4)
     parser.add_argument("--per-category", type=int, default=10)
+    parser.add_argument("--category", default="all", help="a prompt category, or all (default)")
     parser.add_argument("--seed", type=int, default=7, help="prompt seed")
     parser.add_argument("--batch-prompts", type=int, default=8, help="prompts per decoder call")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     pipe = TextToImage.from_pretrained(args.checkpoint, torch_dtype=torch.float32)
     pipe.set_progress_bar_config(disable=True)
-    rows = probe(pipe, args.candidates, args.per_category, args.seed, args.batch_prompts)
+    rows = probe(pipe, args.candidates, args.per_category, args.seed, args.batch_prompts, args.category)
     report = {"checkpoint": str(args.checkpoint), "candidates": args.candidates, "seed": args.seed,
               "summary": summary(rows), "rows": rows}
     write_text(args.out, json.dumps(report, indent=1))
