@@ -10,6 +10,10 @@
 #
 # It stops after the evaluation: copying the candidate to checkpoints/tiny is a decision taken by reading
 # runs/eval-release/paired.json, not something a script should do by itself.
+#
+# Since 2d14db5 checkpoints/tiny *is* this script's release, so step 1 would copy it as "shipped" and step 7
+# would compare it with itself. To repeat the published comparison, put the previous release there first:
+#   mkdir -p runs && git archive 82582d5 checkpoints/tiny | tar -x -C runs && mv runs/checkpoints/tiny runs/shipped
 set -euo pipefail
 MINUTES=${1:-150}
 EVAL=runs/eval-release
