@@ -175,18 +175,19 @@ class PretrainedMixin:
     # ``_keep_in_fp32_modules``): for a module whose outputs a rounding error would change, not merely perturb.
     keep_in_fp32_modules: tuple[str, ...] = ()
 
-    def _to_dtype(self, module: nn.Module, device=None, dtype: torch.dtype | None = None) -> nn.Module:
-        module = module.to(device=device)
+    def _to(self, device=None, dtype: torch.dtype | None = None):
+        """``self.to(device, dtype)``, leaving ``keep_in_fp32_modules`` in float32."""
+        self.to(device=device)
         if dtype is not None:
-            _cast_except(module, dtype, set(self.keep_in_fp32_modules))
-        return module
+            _cast_except(self, dtype, set(self.keep_in_fp32_modules))
+        return self
 
     def save_pretrained(self, path: str | Path, dtype: torch.dtype | None = None) -> None:
         """Write ``config.json`` and ``model.safetensors`` (floating tensors cast to ``dtype`` if given, except in
         ``keep_in_fp32_modules``)."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        module: nn.Module = self if dtype is None else self._to_dtype(copy.deepcopy(self), dtype=dtype)
+        module: nn.Module = self if dtype is None else copy.deepcopy(self)._to(dtype=dtype)
         with atomic_path(path / WEIGHTS_NAME) as tmp:
             save_model(module, str(tmp), metadata={"format": "pt"})
         write_text(path / CONFIG_NAME, json.dumps(self.config.to_dict(), indent=2))
@@ -217,4 +218,4 @@ class PretrainedMixin:
                 f"{path / WEIGHTS_NAME} does not fit {path / CONFIG_NAME}: missing {sorted(missing)[:5]}, "
                 f"unexpected {sorted(unexpected)[:5]}"
             )
-        return model._to_dtype(model, device, dtype).eval()
+        return model._to(device, dtype).eval()
