@@ -47,15 +47,19 @@ def probe(pipe: TextToImage, candidates: int, per_category: int, seed: int, batc
             null = code_log_likelihood(pipe, None, codes)
             parsed = [parse_caption(p) for p in repeated]
             binding = [category_of(r) == "colour_attribution" for r in parsed]
-            swapped = code_log_likelihood(pipe, [format_caption(swap_colours(r)) if b else p
-                                                 for r, b, p in zip(parsed, binding, repeated)], codes)
+            picked = [i for i, b in enumerate(binding) if b]  # only these have a swap to score
+            swapped = {}
+            if picked:
+                nats = code_log_likelihood(pipe, [format_caption(swap_colours(parsed[i])) for i in picked],
+                                           codes[picked])
+                swapped = dict(zip(picked, nats.tolist()))
         verdicts = [score(image, caption) for image, caption in zip(out.images, repeated)]
         for k, prompt in enumerate(chunk):
             sl = slice(k * candidates, (k + 1) * candidates)
             row = {"prompt": prompt, "category": verdicts[sl][0].category, "cond_nats": cond[sl].tolist(),
                    "null_nats": null[sl].tolist(), "passed": [v.passed for v in verdicts[sl]]}
             if binding[k * candidates]:
-                row["swapped_nats"] = swapped[sl].tolist()
+                row["swapped_nats"] = [swapped[i] for i in range(sl.start, sl.stop)]
             rows.append(row)
     return rows
 
