@@ -5,6 +5,11 @@ log_softmax(uncond + s * (cond - uncond)), over the image codes. The image lengt
 penalty is needed. Each beam owns a conditional and an unconditional row of the KV cache; when beams are
 re-ranked both halves are reordered together, and when guidance ends (``guidance_interval``) the unconditional rows
 are dropped.
+
+``sampler="beam_sample"`` is transformers' beam-search multinomial sampling (``do_sample=True, num_beams>1``):
+each step's guided logits are temperature-scaled and top-k / top-p filtered, beams accumulate those log-probabilities,
+and the next beams are 2 * width extensions drawn without replacement (with each prompt's generator) from the
+softmax over all of a prompt's (beam, code) pairs, of which the width best are kept. Images then differ by seed.
 """
 
 from __future__ import annotations
@@ -16,21 +21,25 @@ import torch
 from .generate import decode_one_token, feed_structural, image_logits, prefill, start_rows
 from .layout import image_layout
 from .model import ARDecoder
-from .sampling import SamplingConfig
+from .sampling import SamplingConfig, filter_logits
 
 
 @torch.no_grad()
 def beam_search(model: ARDecoder, prompts: torch.Tensor, sampling: SamplingConfig,
                 uncond_prompts: torch.Tensor | None = None, progress_bar: Callable | None = None,
-                decode_fn=decode_one_token, callback: Callable | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                decode_fn=decode_one_token, callback: Callable | None = None,
+                generators: list[torch.Generator] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """prompts (B, prefix_len) -> (codes (B, image_tokens), guided log-probability of each (B,)).
 
     Width ``sampling.beam_width``; guidance, ``progress_bar`` and ``callback`` as in ``generate`` (scale,
-    schedule, interval, uncond prompts; the callback sees each prompt's best beam so far).
+    schedule, interval, uncond prompts; the callback sees each prompt's best beam so far). With
+    ``sampling.sampler == "beam_sample"`` the returned score is the sum of the filtered, tempered log-probabilities,
+    and ``generators`` (one per prompt, or None) draw the extensions.
     """
     c = model.config
     layout = image_layout(c)
     batch, width, n_codes = prompts.shape[0], sampling.beam_width, c.codebook_size
+    stochastic = sampling.sampler == "beam_sample" and sampling.temperature > 0
     expand = (lambda t: t.repeat_interleave(width, dim=0))  # (B, ...) -> (B * W, ...), beams of a prompt adjacent
     rows, guided = start_rows(model, expand(prompts), sampling,
                               None if uncond_prompts is None else expand(uncond_prompts))
@@ -47,9 +56,14 @@ def beam_search(model: ARDecoder, prompts: torch.Tensor, sampling: SamplingConfi
         first_row = (torch.arange(batch, device=device) * width)[:, None]
         steps = range(c.image_tokens)
         for i in (steps if progress_bar is None else progress_bar(steps, desc="tokens (beam)")):
-            logp = image_logits(model, logits, sampling.scale_at(i, c.image_tokens), beams).float().log_softmax(-1)
-            total = scores[..., None] + logp.view(batch, width, n_codes)  # (B, W, codes)
-            scores, flat = total.view(batch, -1).topk(width, dim=-1)  # (B, W)
+            step_logits = image_logits(model, logits, sampling.scale_at(i, c.image_tokens), beams).float()
+            if stochastic:
+                step_logits = filter_logits(step_logits / sampling.temperature, sampling.top_k, sampling.top_p)
+            total = scores[..., None] + step_logits.log_softmax(-1).view(batch, width, n_codes)  # (B, W, codes)
+            if stochastic:
+                scores, flat = draw_extensions(total.view(batch, -1), width, generators)
+            else:
+                scores, flat = total.view(batch, -1).topk(width, dim=-1)  # (B, W)
             parent, code = flat // n_codes, flat % n_codes
             seqs = seqs.gather(1, parent[..., None].expand(-1, -1, c.image_tokens))
             seqs[:, :, i] = code
@@ -71,3 +85,28 @@ def beam_search(model: ARDecoder, prompts: torch.Tensor, sampling: SamplingConfi
     best = scores.argmax(-1)
     index = torch.arange(batch, device=device)
     return seqs[index, best], scores[index, best]
+
+
+def draw_extensions(total: torch.Tensor, width: int, generators: list[torch.Generator] | None
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """total (B, W * codes) cumulative log-probabilities -> the ``width`` best of 2 * width (beam, code) pairs
+    drawn without replacement from softmax(total), as (scores, flat indices), each (B, W), best first.
+
+    A prompt with fewer live pairs than 2 * width (a small top-k at step 0) draws them all; a beam left without
+    an extension gets score -inf, so it is never extended and never returned."""
+    batch = total.shape[0]
+    live = torch.isfinite(total).sum(-1)  # (B,) >= 1: some code of the best beam always survives filtering
+    draws = int(min(2 * width, live.min().item()))
+    probs = (total - total.amax(-1, keepdim=True)).exp()
+    # A generator draws on its own device, as in sampling.sample.
+    rows = [torch.multinomial(probs[b], draws) if generators is None else
+            torch.multinomial(probs[b].to(generators[b].device), draws, generator=generators[b]).to(total.device)
+            for b in range(batch)]
+    picked = torch.stack(rows)  # (B, draws)
+    picked_scores = total.gather(1, picked)
+    if draws < width:  # pad with dead beams
+        pad = width - draws
+        picked = torch.cat([picked, picked[:, :1].expand(-1, pad)], 1)
+        picked_scores = torch.cat([picked_scores, picked_scores.new_full((batch, pad), float("-inf"))], 1)
+    scores, order = picked_scores.topk(width, dim=-1)
+    return scores, picked.gather(1, order)

@@ -21,7 +21,7 @@ DEFAULT_GUIDANCE_SCALE = 3.0
 # What a call that names no sampling setting gets when pipeline.json records none (a checkpoint records its own,
 # chosen by measurement: `t2i release --default-...`).
 GENERATION_DEFAULTS = {"sampler": "greedy", "temperature": 1.0, "top_k": None, "top_p": None,
-                       "guidance_scale": DEFAULT_GUIDANCE_SCALE}
+                       "guidance_scale": DEFAULT_GUIDANCE_SCALE, "beam_width": 4}
 
 
 def check_generation_defaults(defaults: dict) -> dict:
@@ -30,15 +30,16 @@ def check_generation_defaults(defaults: dict) -> dict:
     if unknown:
         raise ValueError(f"unknown generation defaults {unknown}; allowed: {sorted(GENERATION_DEFAULTS)}")
     merged = {**GENERATION_DEFAULTS, **defaults}
-    SamplingConfig(merged["sampler"], merged["temperature"], merged["top_k"], merged["top_p"], merged["guidance_scale"])
+    SamplingConfig(merged["sampler"], merged["temperature"], merged["top_k"], merged["top_p"], merged["guidance_scale"],
+                   beam_width=merged["beam_width"])
     return merged
 
 
 @dataclass(frozen=True)
 class GenerationSettings:
     """``TextToImage.__call__``'s keyword arguments, with its defaults (a test keeps the two equal).
-    ``sampler``, ``temperature``, ``top_k``, ``top_p`` and ``guidance_scale`` left at None take the checkpoint's
-    defaults; ``top_k=0`` and ``top_p=1.0`` turn those filters off. The order is diffusers' (prompt-side
+    ``sampler``, ``temperature``, ``top_k``, ``top_p``, ``guidance_scale`` and ``beam_width`` left at None take the
+    checkpoint's defaults; ``top_k=0`` and ``top_p=1.0`` turn those filters off. The order is diffusers' (prompt-side
     arguments, then guidance, generator, output, callback, size), then the sampler's."""
 
     negative_prompt: str | list[str] | None = None
@@ -55,7 +56,7 @@ class GenerationSettings:
     top_p: float | None = None
     guidance_schedule: str = "constant"
     guidance_interval: int | None = None
-    beam_width: int = 1
+    beam_width: int | None = None  # with a beam sampler
     num_inference_steps: int | None = None  # only the number of image tokens: a decoder step each
     strict: bool = False  # a prompt the checkpoint does not know is an error, not a warning
 
@@ -78,11 +79,14 @@ class GenerationSettings:
         sampler = pick(self.sampler, "sampler")
         ignored = {name: value for name, value in (("temperature", self.temperature), ("top_k", top_k),
                                                    ("top_p", self.top_p)) if value is not None}
-        if sampler != "sample" and ignored:  # as transformers does for do_sample=False: said, never silent
+        if sampler not in ("sample", "beam_sample") and ignored:  # as transformers does for do_sample=False
             given = ", ".join(f"{k}={v!r}" for k, v in ignored.items())
-            warnings.warn(f"{given} has no effect with sampler {sampler!r}; only sampler='sample' draws from the "
-                          "filtered distribution", UserWarning, stacklevel=4)
+            warnings.warn(f"{given} has no effect with sampler {sampler!r}; only sampler='sample' and "
+                          "'beam_sample' draw from the filtered distribution", UserWarning, stacklevel=4)
+        if sampler not in ("beam", "beam_sample") and self.beam_width is not None:
+            warnings.warn(f"beam_width={self.beam_width!r} has no effect with sampler {sampler!r}; only "
+                          "sampler='beam' and 'beam_sample' keep beams", UserWarning, stacklevel=4)
         return SamplingConfig(sampler, pick(self.temperature, "temperature"),
                               defaults["top_k"] if top_k is None else (top_k or None), pick(self.top_p, "top_p"),
                               pick(self.guidance_scale, "guidance_scale"), self.guidance_schedule,
-                              self.guidance_interval, self.beam_width)
+                              self.guidance_interval, pick(self.beam_width, "beam_width"))

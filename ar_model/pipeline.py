@@ -196,11 +196,11 @@ class TextToImage(PipelineMixin):
         progress_bar = functools.partial(self.progress_bar, leave=False)
         callback = step_callback(self if pipe is None else pipe, settings.callback_on_step_end, step_offset)
         log_probs = None
-        if sampling.sampler == "beam":
+        if sampling.sampler in ("beam", "beam_sample"):
             if fixed is not None:
-                raise ValueError("sampler='beam' does not edit images; use 'greedy' or 'sample'")
+                raise ValueError(f"sampler={sampling.sampler!r} does not edit images; use 'greedy' or 'sample'")
             codes, log_probs = beam_search(self.decoder, prefixes, sampling, uncond, progress_bar, self.decode_fn,
-                                           callback)
+                                           callback, generators)
         else:
             if fixed is not None:
                 fixed = fixed.to(self.device).expand(len(all_prompts), -1)
@@ -214,7 +214,7 @@ class TextToImage(PipelineMixin):
                  callback_on_step_end: Callable | None = None, height: int | None = None, width: int | None = None,
                  sampler: str | None = None, temperature: float | None = None, top_k: int | None = None,
                  top_p: float | None = None, guidance_schedule: str = "constant", guidance_interval: int | None = None,
-                 beam_width: int = 1, num_inference_steps: int | None = None,
+                 beam_width: int | None = None, num_inference_steps: int | None = None,
                  strict: bool = False) -> TextToImageOutput:
         """Generate ``num_images_per_prompt`` images for each prompt, with diffusers' argument names.
 
@@ -222,12 +222,15 @@ class TextToImage(PipelineMixin):
         ``negative_prompt``, constant or ramped linearly from 1 (``guidance_schedule``), for the first
         ``guidance_interval`` image tokens (None: all). ``sampler``: "greedy" takes the most likely code at every
         step; "sample" draws from the (temperature-scaled, top-k / top-p filtered) distribution with one generator
-        per image; "beam" keeps the ``beam_width`` best sequences by guided log-probability. ``sampler``,
-        ``temperature``, ``top_k``, ``top_p`` and ``guidance_scale`` left at None take the checkpoint's defaults
+        per image; "beam" keeps the ``beam_width`` best sequences by guided log-probability; "beam_sample" is beam
+        search whose extensions are drawn from the filtered distribution with each image's generator (transformers'
+        ``do_sample=True`` with ``num_beams``), so images differ by seed. ``sampler``,
+        ``temperature``, ``top_k``, ``top_p``, ``guidance_scale`` and ``beam_width`` left at None take the
+        checkpoint's defaults
         (``generation_defaults``, from pipeline.json: its best measured settings); ``top_k=0`` and ``top_p=1.0``
         turn those filters off. ``output_type``: "pil", "np" or "pt". ``callback_on_step_end(pipe, step, timestep,
         callback_kwargs)`` runs after each image token (``step`` = ``timestep`` = its index; ``callback_kwargs``
-        holds ``ids``, the codes so far, (N, step + 1), of the best beam with "beam"). ``height`` / ``width`` may
+        holds ``ids``, the codes so far, (N, step + 1), of the best beam with a beam sampler). ``height`` / ``width`` may
         only be the checkpoint's size, and ``num_inference_steps`` only its number of image tokens (one decoder
         step each): a decoder has no other. Prompts are normalised as the checkpoint's training captions were
         written (``prompt_world``: "the word cat" reads "the word CAT"); one with a word those captions never had

@@ -11,7 +11,7 @@ import torch
 
 from vq.pretrained import check_int, check_number
 
-SAMPLERS = ("greedy", "sample", "beam")
+SAMPLERS = ("greedy", "sample", "beam", "beam_sample")
 GUIDANCE_SCHEDULES = ("constant", "linear")
 
 
@@ -25,7 +25,7 @@ class SamplingConfig:
     # linear: the scale ramps from 1 at the first image token to guidance_scale at the last
     guidance_schedule: str = "constant"
     guidance_interval: int | None = None  # image tokens that get guidance (None: all); after them the batch halves
-    beam_width: int = 1  # with sampler="beam"
+    beam_width: int = 1  # with sampler="beam" or "beam_sample"
 
     def __post_init__(self):
         if self.sampler not in SAMPLERS:

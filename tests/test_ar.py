@@ -230,7 +230,7 @@ def test_generation_defaults_are_saved_and_fill_what_a_call_leaves_out(pipe, tmp
     loaded = TextToImage.from_pretrained(tmp_path / "p")
     loaded.set_progress_bar_config(disable=True)
     assert loaded.generation_defaults == {"sampler": "sample", "temperature": 1.0, "top_k": 3, "top_p": None,
-                                          "guidance_scale": 1.5}
+                                          "guidance_scale": 1.5, "beam_width": 4}
     seed = (lambda: torch.Generator().manual_seed(0))
     by_default = loaded("a blue square", num_images_per_prompt=3, generator=seed())
     explicit = pipe("a blue square", num_images_per_prompt=3, sampler="sample", temperature=1.0, top_k=3, guidance_scale=1.5,
@@ -240,6 +240,14 @@ def test_generation_defaults_are_saved_and_fill_what_a_call_leaves_out(pipe, tmp
     unfiltered = pipe("a blue square", num_images_per_prompt=3, sampler="sample", guidance_scale=1.5, generator=seed())
     assert torch.equal(loaded("a blue square", num_images_per_prompt=3, top_k=0, generator=seed()).ids, unfiltered.ids)
     assert not torch.equal(unfiltered.ids, explicit.ids)
+    # A beam default's width fills a call that names none.
+    beamy = TextToImage(pipe.vq, pipe.caption_tokenizer, pipe.decoder,
+                        generation_defaults={"sampler": "beam", "beam_width": 2, "guidance_scale": 1.5})
+    narrow = pipe("a blue square", sampler="beam", beam_width=2, guidance_scale=1.5)
+    assert torch.equal(beamy("a blue square").log_probs, narrow.log_probs)
+    assert not torch.equal(beamy("a blue square", beam_width=1).log_probs, narrow.log_probs)
+    with pytest.raises(ValueError, match="beam_width must be"):
+        TextToImage(pipe.vq, pipe.caption_tokenizer, pipe.decoder, generation_defaults={"beam_width": 0})
     with pytest.raises(ValueError, match="unknown generation defaults"):
         TextToImage(pipe.vq, pipe.caption_tokenizer, pipe.decoder, generation_defaults={"top_n": 3})
     with pytest.raises(ValueError, match="top_k must be"):
@@ -484,8 +492,11 @@ def test_an_option_the_sampler_ignores_is_said_not_dropped_silently(pipe, recwar
         pipe("a red circle", sampler="greedy", top_k=5, top_p=0.9)
     with pytest.warns(UserWarning, match=r"temperature=0.7 has no effect with sampler 'beam'"):
         pipe("a red circle", sampler="beam", beam_width=2, temperature=0.7)
+    with pytest.warns(UserWarning, match=r"beam_width=3 has no effect with sampler 'greedy'"):
+        pipe("a red circle", sampler="greedy", beam_width=3)
     recwarn.clear()
     pipe("a red circle", sampler="sample", top_k=5, generator=torch.Generator().manual_seed(0))
+    pipe("a red circle", sampler="beam_sample", beam_width=2, temperature=0.7, top_k=5)
     pipe("a red circle", sampler="greedy")  # the checkpoint's default top-k is not the caller's: nothing to say
     assert not [w for w in recwarn if issubclass(w.category, UserWarning)]
 
@@ -510,3 +521,17 @@ def test_training_with_a_given_caption_tokenizer_keeps_it(training_data, tmp_pat
     with pytest.raises(ValueError, match="keeps its own caption tokenizer"):
         train_ar(preset, None, images, captions, tmp_path / "warm", progress=False, init_from=tmp_path / "x",
                  caption_tokenizer=tokenizer)
+
+
+def test_the_cli_offers_every_sampler_of_the_library():
+    from ar_model.sampling import SAMPLERS
+    from tools.cli.args import SAMPLERS as CLI_SAMPLERS
+    assert CLI_SAMPLERS == SAMPLERS
+
+
+def test_beam_sample_images_follow_their_generators(pipe):
+    settings = dict(sampler="beam_sample", beam_width=3, temperature=1.0, top_k=0, guidance_scale=2.0)
+    gens = (lambda *seeds: [torch.Generator().manual_seed(s) for s in seeds])
+    out = pipe(["a red circle"] * 3, generator=gens(0, 1, 0), **settings)
+    assert torch.equal(out.ids[0], out.ids[2]) and not torch.equal(out.ids[0], out.ids[1])
+    assert out.log_probs.shape == (3,) and torch.isfinite(out.log_probs).all()

@@ -7,7 +7,7 @@ from dataclasses import fields
 import pytest
 import torch
 
-from ar_model.beam import beam_search
+from ar_model.beam import beam_search, draw_extensions
 from ar_model.config import ARConfig
 from ar_model.generate import generate
 from ar_model.generation_settings import GenerationSettings
@@ -69,6 +69,53 @@ def test_wide_beam_finds_the_exhaustive_optimum(guidance_scale):
     narrow, narrow_lp = beam_search(m, prompt, SamplingConfig("beam", guidance_scale=guidance_scale, beam_width=2), uncond)
     torch.testing.assert_close(narrow_lp[0], guided_log_prob(m, prompt, uncond, narrow, guidance_scale)[0],
                                atol=1e-4, rtol=1e-5)
+
+
+@pytest.mark.parametrize("guidance_scale", [1.0, 3.0])
+def test_beam_sample_with_top_k_one_is_greedy(guidance_scale):
+    # top-k 1 leaves one live code per beam: every draw is the guided argmax, whatever the seed.
+    m = decoder()
+    prompts = caption_prefixes(m.config, [[1, 2], [3, 4, 5]])
+    uncond = null_prefixes(m.config, 2) if guidance_scale > 1 else None
+    greedy = generate(m, prompts, SamplingConfig("greedy", guidance_scale=guidance_scale), uncond_prompts=uncond)
+    gens = [torch.Generator().manual_seed(s) for s in (0, 1)]
+    codes, _ = beam_search(m, prompts, SamplingConfig("beam_sample", top_k=1, guidance_scale=guidance_scale,
+                                                      beam_width=3), uncond, generators=gens)
+    assert torch.equal(codes, greedy)
+
+
+def test_beam_sample_follows_its_seed_and_reports_its_tempered_score():
+    m = decoder()
+    c = m.config
+    prompts = caption_prefixes(c, [[1, 2]]).expand(2, -1)
+    uncond = null_prefixes(c, 2)
+    sampling = SamplingConfig("beam_sample", temperature=1.5, guidance_scale=2.0, beam_width=3)
+    run = (lambda seeds: beam_search(m, prompts, sampling, uncond,
+                                     generators=[torch.Generator().manual_seed(s) for s in seeds]))
+    codes, score = run((0, 1))
+    again, _ = run((0, 5))
+    assert torch.equal(codes[0], again[0])  # an image depends on its own seed alone
+    assert not torch.equal(codes[0], codes[1])  # two seeds, two images (this model, these seeds)
+    # The score is the sum of the tempered guided log-probabilities of the returned codes (no top-k here).
+    tokens = torch.cat([prompts, codes + c.image_offset], 1)
+    window = slice(c.prefix_len - 1, c.prefix_len - 1 + c.image_tokens)
+    cond = m(tokens)[:, window, c.image_offset:c.image_offset + c.codebook_size]
+    un = m(torch.cat([uncond, codes + c.image_offset], 1))[:, window, c.image_offset:c.image_offset + c.codebook_size]
+    tempered = (guide(cond, un, 2.0) / 1.5).log_softmax(-1).gather(-1, codes[..., None]).squeeze(-1).sum(-1)
+    torch.testing.assert_close(score, tempered, atol=1e-4, rtol=1e-5)
+
+
+def test_draw_extensions_keeps_the_best_of_two_draws_without_replacement():
+    # One prompt, width 1, probabilities (0.5, 0.3, 0.2): the best code is kept unless both draws miss it,
+    # P = 0.3 * 0.2 / 0.7 + 0.2 * 0.3 / 0.8 = 0.16071; the second code is kept only by drawing (1, 2) or (2, 1).
+    total = torch.tensor([[0.5, 0.3, 0.2]]).log()
+    gen = torch.Generator().manual_seed(0)
+    kept = torch.tensor([int(draw_extensions(total, 1, [gen])[1][0, 0]) for _ in range(4000)])
+    assert (kept == 2).sum() == 0  # the worst code can never beat a second draw
+    assert abs((kept != 0).float().mean().item() - 0.16071) < 0.02  # 3.4 standard errors
+    # Fewer live pairs than width: the rest are dead beams (score -inf), the live one first.
+    scores, flat = draw_extensions(torch.tensor([[0.0, float("-inf"), float("-inf")]]), 2, None)
+    assert flat[0, 0] == 0 and scores[0, 0] == 0 and scores[0, 1] == float("-inf")
 
 
 def test_beam_log_prob_equals_full_forward_recomputation():

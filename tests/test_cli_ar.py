@@ -429,7 +429,7 @@ def test_compare_writes_report_grid_and_table(capsys, checkpoint, tmp_path):
                           "--refine-steps", "1", "--speed-rounds", "1", "--beam-width", "2")
     assert code == 0
     report = json.loads((tmp_path / "cmp" / "report.json").read_text())
-    assert list(report["modes"]) == ["ar-greedy", "ar-sample", "ar-beam", "hybrid", "diffusion"]
+    assert list(report["modes"]) == ["ar-default", "ar-greedy", "ar-sample", "ar-beam", "hybrid", "diffusion"]
     for mode in report["modes"].values():
         assert mode["num_images"] == 4 and mode["flops_per_image"] > 0 and mode["images_per_s_batch8"] > 0
         assert set(mode["categories"]) == {"single_object", "text"}

@@ -82,7 +82,7 @@ def test_decode_benchmark_reports_what_it_timed(pipe, monkeypatch):
     monkeypatch.setattr(bench, "generate", charge(
         bench.generate, lambda dec, prompts, s, uncond_prompts=None, **k: 1e-3 * len(prompts) * (
             1 if uncond_prompts is None else 2)))
-    monkeypatch.setattr(bench, "beam_search", charge(bench.beam_search, lambda dec, prompts, s, nulls: 8e-3))
+    monkeypatch.setattr(bench, "beam_search", charge(bench.beam_search, lambda dec, prompts, s, nulls, **k: 8e-3))
     monkeypatch.setattr(bench, "transformers_greedy_image_tokens", charge(
         bench.transformers_greedy_image_tokens, lambda model, prompts, c: 3e-3 * len(prompts)))
 
@@ -97,13 +97,14 @@ def test_decode_benchmark_reports_what_it_timed(pipe, monkeypatch):
     assert report["identical_greedy_tokens_vs_transformers"] is True
     seconds = {name: r["seconds"] for name, r in report["results"].items()}
     assert seconds == {"ours_b1": 0.001, "ours_b8": 0.008, "ours_b1_cfg": 0.002, "ours_b8_cfg": 0.016,
-                       "ours_b1_beam4_cfg": 0.008, "transformers_b1": 0.003, "transformers_b8": 0.024}
+                       "ours_b1_beam4_cfg": 0.008, "ours_b1_beam_sample4_cfg": 0.008, "transformers_b1": 0.003, "transformers_b8": 0.024}
     n = pipe.decoder.config.image_tokens
     assert report["results"]["ours_b8"]["ms_per_token"] == round(8.0 / n, 3)
     assert report["results"]["ours_b8"]["images_per_s"] == 1000.0
     ratios = report["ratios"]
     assert ratios["transformers_over_ours_b1"] == ratios["transformers_over_ours_b8"] == 3.0
     assert ratios["cfg_over_no_cfg_b1"] == 2.0 and ratios["beam4_cfg_over_greedy_cfg_b1"] == 4.0
+    assert ratios["beam_sample4_cfg_over_beam4_cfg_b1"] == 1.0
     assert ratios["images_per_s_b8_over_b1"] == 1.0
     assert ratios["eager_over_compiled_b1"] is None and "ours_b1_compiled" not in seconds
 

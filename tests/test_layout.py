@@ -159,6 +159,18 @@ def test_beam_feeds_structural_tokens_and_matches_greedy_at_width_one(layout):
 
 
 @pytest.mark.parametrize("layout", ["row_end", "row_start"])
+def test_beam_sample_feeds_structural_tokens_never_sampled(layout):
+    m = structural_loving(layout)
+    c = m.config
+    prompts = caption_prefixes(c, [[1, 2]])
+    rec = Recorder()
+    codes, _ = beam_search(m, prompts, SamplingConfig("beam_sample", guidance_scale=2.0, beam_width=1),
+                           null_prefixes(c, 1), decode_fn=rec, generators=[torch.Generator().manual_seed(3)])
+    assert codes.shape == (1, c.image_tokens) and 0 <= codes.min() and codes.max() < c.codebook_size
+    assert rec.fed == expected_feed(c, codes[0])
+
+
+@pytest.mark.parametrize("layout", ["row_end", "row_start"])
 def test_editing_keeps_codes_and_feeds_structural_tokens(layout):
     m = structural_loving(layout)
     c = m.config

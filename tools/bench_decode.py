@@ -50,6 +50,8 @@ def bench_decode(pipe: TextToImage, rounds: int = 3, compile_decode: bool = True
     nulls = {b: null_prefixes(c, b).to(device) for b in (1, 8)}
     greedy, cfg = SamplingConfig("greedy"), SamplingConfig("greedy", guidance_scale=3.0)
     beam = SamplingConfig("beam", beam_width=4, guidance_scale=3.0)
+    beam_sample = SamplingConfig("beam_sample", temperature=1.0, top_k=20, beam_width=4, guidance_scale=3.0)
+    seeded = (lambda: [torch.Generator().manual_seed(0)])
     ours_tokens = generate(decoder, prompts[8], greedy)
 
     variants = {
@@ -58,6 +60,8 @@ def bench_decode(pipe: TextToImage, rounds: int = 3, compile_decode: bool = True
         "ours_b1_cfg": lambda: generate(decoder, prompts[1], cfg, uncond_prompts=nulls[1]),
         "ours_b8_cfg": lambda: generate(decoder, prompts[8], cfg, uncond_prompts=nulls[8]),
         "ours_b1_beam4_cfg": lambda: beam_search(decoder, prompts[1], beam, nulls[1]),
+        "ours_b1_beam_sample4_cfg": lambda: beam_search(decoder, prompts[1], beam_sample, nulls[1],
+                                                        generators=seeded()),
     }
     report: dict = {"identical_greedy_tokens_vs_transformers": None}
     if hf:
@@ -137,6 +141,7 @@ def bench_decode(pipe: TextToImage, rounds: int = 3, compile_decode: bool = True
             "cfg_over_no_cfg_b1": ratio("ours_b1_cfg", "ours_b1"),
             "cfg_over_no_cfg_b8": ratio("ours_b8_cfg", "ours_b8"),
             "beam4_cfg_over_greedy_cfg_b1": ratio("ours_b1_beam4_cfg", "ours_b1_cfg"),
+            "beam_sample4_cfg_over_beam4_cfg_b1": ratio("ours_b1_beam_sample4_cfg", "ours_b1_beam4_cfg"),
             "images_per_s_b8_over_b1": round(8 * median["ours_b1"] / median["ours_b8"], 3),
             "eager_over_compiled_b1": ratio("ours_b1", "ours_b1_compiled"),
             "eager_over_compiled_b8": ratio("ours_b8", "ours_b8_compiled"),

@@ -1,7 +1,7 @@
 """``t2i compare``: every mode on the same prompts and seeds, judged alike, timed alike, in one run.
 
-Modes: ``ar-greedy``, ``ar-sample``, ``ar-beam`` (the AR pipeline), ``hybrid`` (AR greedy, then the refiner),
-``diffusion`` (the baseline). The report gives, per mode and category, the judge's pass rate with a 95% CI and
+Modes: ``ar-default`` (the checkpoint's own sampling defaults), ``ar-greedy``, ``ar-sample``, ``ar-beam`` (the AR
+pipeline), ``hybrid`` (AR greedy, then the refiner), ``diffusion`` (the baseline). The report gives, per mode and category, the judge's pass rate with a 95% CI and
 n, text accuracy and CER; per mode, latency per image at batch 1 and images/s at batch 8 (the modes take turns,
 so a noisy machine slows them alike), FLOPs per image (``torch.utils.flop_counter``), and the training budget
 recorded in the checkpoint; and sharpness (gradient energy, ``tools.image_metrics``) next to that of clean
@@ -27,7 +27,7 @@ from tools.judge.report import summarize
 from tools.judge.verdict import score
 from tools.world import layout, parse_caption, render_any_size
 
-MODES = ("ar-greedy", "ar-sample", "ar-beam", "hybrid", "diffusion")
+MODES = ("ar-default", "ar-greedy", "ar-sample", "ar-beam", "hybrid", "diffusion")
 
 
 @dataclass
@@ -44,11 +44,11 @@ class ModeRunner:
 
 
 def load_modes(checkpoint: Path, modes: list[str], beam_width: int = 4, top_k: int | None = 20,
-               refine_steps: int | None = None, refine_strength: float | None = None,
+               temperature: float = 0.7, refine_steps: int | None = None, refine_strength: float | None = None,
                diffusion_steps: int | None = None, device: str | None = None,
                torch_dtype: torch.dtype = torch.float32) -> list[ModeRunner]:
     """The runners of ``modes`` on ``device`` in ``torch_dtype``; a setting left None takes the pipeline's
-    default."""
+    default. "ar-default" is a call with no sampling argument: the checkpoint's own defaults (pipeline.json)."""
     from ar_model.pipeline import TextToImage
     from hybrid.pipeline import (
         DEFAULT_DIFFUSION_STEPS,
@@ -65,10 +65,12 @@ def load_modes(checkpoint: Path, modes: list[str], beam_width: int = 4, top_k: i
         if mode.startswith("ar-") or mode == "hybrid":
             ar = ar or TextToImage.from_pretrained(checkpoint, torch_dtype=torch_dtype, device=device)
             ar.set_progress_bar_config(disable=True)
-        if mode == "ar-greedy":
+        if mode == "ar-default":
+            runners.append(ModeRunner(mode, ar, {}))
+        elif mode == "ar-greedy":
             runners.append(ModeRunner(mode, ar, {"sampler": "greedy"}))
         elif mode == "ar-sample":
-            runners.append(ModeRunner(mode, ar, {"sampler": "sample", "top_k": top_k}))
+            runners.append(ModeRunner(mode, ar, {"sampler": "sample", "top_k": top_k, "temperature": temperature}))
         elif mode == "ar-beam":
             runners.append(ModeRunner(mode, ar, {"sampler": "beam", "beam_width": beam_width}))
         elif mode == "hybrid":

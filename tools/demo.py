@@ -16,7 +16,7 @@ import torch
 from tools.cli.args import seeded_generators
 
 MODES = ("ar", "hybrid", "diffusion")
-SAMPLERS = ("default", "greedy", "sample", "beam")
+SAMPLERS = ("default", "greedy", "sample", "beam", "beam_sample")
 
 
 class DemoBackend:
@@ -53,7 +53,7 @@ class DemoBackend:
         kwargs: dict = {"guidance_scale": float(guidance_scale)}
         if mode != "diffusion" and sampler != "default":
             kwargs["sampler"] = sampler
-            if sampler == "sample":
+            if sampler in ("sample", "beam_sample"):
                 kwargs.update(top_k=int(top_k), temperature=float(temperature))
         generators = seeded_generators(int(seed), int(num_images))
         start = time.perf_counter()

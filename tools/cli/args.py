@@ -9,6 +9,8 @@ import argparse
 import json
 from pathlib import Path
 
+# ar_model.sampling.SAMPLERS, written out so that --help does not import torch (a test keeps the two equal).
+SAMPLERS = ("greedy", "sample", "beam", "beam_sample")
 # The checkpoint that ships in the repository (next to the packages, so it is found from a source checkout).
 DEFAULT_CHECKPOINT = str(Path(__file__).resolve().parents[2] / "checkpoints" / "tiny")
 
@@ -191,11 +193,13 @@ def device_and_dtype(args) -> tuple:
 
 def add_sampling_arguments(p: argparse.ArgumentParser) -> None:
     add_checkpoint_argument(p)
-    p.add_argument("--sampler", choices=("greedy", "sample", "beam"),
+    p.add_argument("--sampler", choices=SAMPLERS,
                    help="greedy: most likely token each step; sample: draw from the distribution; beam: keep the "
-                        "--beam-width best sequences by guided log-probability (default: the checkpoint's, its "
-                        "best measured setting, recorded in pipeline.json)")
-    p.add_argument("--beam-width", type=int_at_least(1), default=4, help="with --sampler beam (default: 4)")
+                        "--beam-width best sequences by guided log-probability; beam_sample: beam search whose "
+                        "extensions are drawn from the filtered distribution, as transformers' do_sample with "
+                        "num_beams (default: the checkpoint's, its best measured setting, recorded in pipeline.json)")
+    p.add_argument("--beam-width", type=int_at_least(1),
+                   help="with --sampler beam or beam_sample: beams kept (default: the checkpoint's)")
     p.add_argument("--temperature", type=float_in("temperature", 0, None),
                    help="with --sampler sample: softmax temperature, >= 0 (default: the checkpoint's)")
     p.add_argument("--top-k", type=int_at_least(0),

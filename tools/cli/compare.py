@@ -22,13 +22,16 @@ def register(sub) -> None:
                    help="take prompts outside the scene world's caption grammar too: they are generated, timed and "
                         "shown in the grid, and only the prompts that parse are judged (default: every prompt "
                         "must parse, so a typo is an error rather than an unjudged prompt)")
-    p.add_argument("--modes", default="ar-greedy,ar-sample,ar-beam,hybrid,diffusion",
-                   help="comma-separated, from ar-greedy, ar-sample, ar-beam, hybrid, diffusion (default: all)")
+    p.add_argument("--modes", default="ar-default,ar-greedy,ar-sample,ar-beam,hybrid,diffusion",
+                   help="comma-separated, from ar-default (the checkpoint's own sampling defaults), ar-greedy, "
+                        "ar-sample, ar-beam, hybrid, diffusion (default: all)")
     p.add_argument("--seeds", type=int_at_least(1), default=1, help="images per prompt and mode (default: 1)")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     add_checkpoint_argument(p)
     p.add_argument("--beam-width", type=int_at_least(1), default=4, help="for ar-beam (default: 4)")
     p.add_argument("--top-k", type=int_at_least(1), default=20, help="for ar-sample (default: 20)")
+    p.add_argument("--temperature", type=float_in("temperature", 0, None, open_low=True), default=0.7,
+                   help="for ar-sample (default: 0.7, the best sampling temperature measured, docs/recipe.md 17)")
     p.add_argument("--refine-steps", type=int_at_least(0), default=2, help="for hybrid (default: 2)")
     p.add_argument("--refine-strength", type=float_in("refine-strength", 0, 1), default=None,
                    help="for hybrid (default: 1.0 for a residual refiner, 0.3 for an image one)")
@@ -55,7 +58,7 @@ def cmd_compare(args) -> None:
         write_text(args.out / "report.json", json.dumps(report, indent=2))
 
     report, grid = compare(args.checkpoint, prompts, modes, args.seeds, speed_rounds=args.speed_rounds,
-                           on_progress=save, beam_width=args.beam_width, top_k=args.top_k,
+                           on_progress=save, beam_width=args.beam_width, top_k=args.top_k, temperature=args.temperature,
                            refine_steps=args.refine_steps, refine_strength=args.refine_strength,
                            diffusion_steps=args.steps, device=device, torch_dtype=dtype)
     save(report)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tools.cli.args import UsageError, existing_dir, float_in, int_at_least, print_json
+from tools.cli.args import SAMPLERS, UsageError, existing_dir, float_in, int_at_least, print_json
 
 
 def register(sub) -> None:
@@ -22,7 +22,7 @@ def register(sub) -> None:
     p.add_argument("--default-guidance-scale", "--default-cfg-scale",
                    type=float_in("default-guidance-scale", 1, None),
                    help="guidance scale the release uses when a call gives none (default: the checkpoint's)")
-    p.add_argument("--default-sampler", choices=("greedy", "sample", "beam"),
+    p.add_argument("--default-sampler", choices=SAMPLERS,
                    help="sampler the release uses when a call gives none (default: the checkpoint's)")
     p.add_argument("--default-temperature", type=float_in("default-temperature", 0, None),
                    help="temperature the release uses when a call gives none (default: the checkpoint's)")
@@ -30,6 +30,8 @@ def register(sub) -> None:
                    help="top-k the release uses when a call gives none; 0: no top-k (default: the checkpoint's)")
     p.add_argument("--default-top-p", type=float_in("default-top-p", 0, 1, open_low=True),
                    help="top-p the release uses when a call gives none (default: the checkpoint's)")
+    p.add_argument("--default-beam-width", type=int_at_least(1),
+                   help="beams a beam sampler keeps when a call gives no width (default: the checkpoint's)")
     p.add_argument("--scores", action="append", default=[], metavar="LABEL=REPORT.json",
                    help="a 't2i score' report of these weights for the model card's table, with how its images were "
                         "made, e.g. 'defaults, 400 prompts=runs/score/report.json'; may be repeated")
@@ -93,7 +95,7 @@ def cmd_release(args) -> None:
         others.append(DiffusionBaselinePipeline(pipe.caption_tokenizer, baseline, prompt_world=pipe.prompt_world))
         runs["baseline"] = args.diffusion.parent
     given = {key: getattr(args, f"default_{key}")
-             for key in ("sampler", "temperature", "top_k", "top_p", "guidance_scale")}
+             for key in ("sampler", "temperature", "top_k", "top_p", "guidance_scale", "beam_width")}
     chosen = {k: (None if k == "top_k" and v == 0 else v) for k, v in given.items()
               if v is not None}  # --default-top-k 0: no top-k
     pipe.generation_defaults = check_generation_defaults({**pipe.generation_defaults, **chosen})
