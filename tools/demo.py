@@ -109,9 +109,9 @@ def build_demo(backend: DemoBackend, on_error: Callable[[Exception], None] | Non
                     guidance = gr.Slider(1.0, 6.0, value=float(defaults["guidance_scale"]), step=0.1,
                                          label="Guidance scale")
                     top_k = gr.Slider(0, 100, value=int(defaults["top_k"] or 0), step=1,
-                                      label="Top-k (sample; 0 keeps all)")
+                                      label="Top-k (sample, beam_sample; 0 keeps all)")
                     temperature = gr.Slider(0.1, 2.0, value=float(defaults["temperature"]), step=0.05,
-                                            label="Temperature (sample)")
+                                            label="Temperature (sample, beam_sample)")
                 with gr.Row():
                     seed = gr.Number(value=0, precision=0, label="Seed")
                     num_images = gr.Slider(1, 8, value=4, step=1, label="Images")
