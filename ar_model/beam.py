@@ -70,7 +70,7 @@ def beam_search(model: ARDecoder, prompts: torch.Tensor, sampling: SamplingConfi
             if callback is not None:  # topk sorts: beam 0 is each prompt's best so far
                 callback(i, i, {"ids": seqs[:, 0, :i + 1]})
             if i == c.image_tokens - 1:
-                break
+                continue  # the last code is never fed; continue, not break, so a progress bar counts it
             source = (first_row + parent).view(-1)  # the cache row each new beam continues from
             # Only the image part written so far moves: a prompt's beams share its caption rows.
             model.reorder_caches(torch.cat([source, source + beams]) if guided else source, c.prefix_len,

@@ -103,7 +103,7 @@ def generate(model: ARDecoder, prompts: torch.Tensor, sampling: SamplingConfig,
             if callback is not None:
                 callback(i, i, {"ids": out[:, :i + 1]})
             if i == c.image_tokens - 1:
-                break
+                continue  # the last code is never fed; continue, not break, so a progress bar counts it
             if guided and sampling.guidance_interval is not None and i + 1 >= sampling.guidance_interval:
                 model.shrink_caches(batch)  # guidance is over: the unconditional half is dropped, not merely ignored
                 guided = False
