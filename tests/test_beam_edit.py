@@ -43,13 +43,18 @@ def guided_log_prob(m: ARDecoder, prompt: torch.Tensor, uncond: torch.Tensor | N
     return cond.log_softmax(-1).gather(-1, codes[..., None]).squeeze(-1).sum(-1)
 
 
+# Width 1, or (beam_sample) top-k 1, leaves one live code per step: the guided argmax, whatever the seed.
 @pytest.mark.parametrize("guidance_scale", [1.0, 3.0])
-def test_beam_width_one_equals_greedy(guidance_scale):
+@pytest.mark.parametrize("settings", [dict(sampler="beam", beam_width=1),
+                                      dict(sampler="beam_sample", top_k=1, beam_width=3)])
+def test_a_beam_left_one_code_per_step_is_greedy(guidance_scale, settings):
     m = decoder()
     prompts = caption_prefixes(m.config, [[1, 2], [3, 4, 5]])
     uncond = null_prefixes(m.config, 2) if guidance_scale > 1 else None
     greedy = generate(m, prompts, SamplingConfig("greedy", guidance_scale=guidance_scale), uncond_prompts=uncond)
-    beam, _ = beam_search(m, prompts, SamplingConfig("beam", guidance_scale=guidance_scale, beam_width=1), uncond)
+    gens = [torch.Generator().manual_seed(s) for s in (0, 1)]
+    beam, _ = beam_search(m, prompts, SamplingConfig(guidance_scale=guidance_scale, **settings), uncond,
+                          generators=gens)
     assert torch.equal(beam, greedy)
 
 
@@ -69,19 +74,6 @@ def test_wide_beam_finds_the_exhaustive_optimum(guidance_scale):
     narrow, narrow_lp = beam_search(m, prompt, SamplingConfig("beam", guidance_scale=guidance_scale, beam_width=2), uncond)
     torch.testing.assert_close(narrow_lp[0], guided_log_prob(m, prompt, uncond, narrow, guidance_scale)[0],
                                atol=1e-4, rtol=1e-5)
-
-
-@pytest.mark.parametrize("guidance_scale", [1.0, 3.0])
-def test_beam_sample_with_top_k_one_is_greedy(guidance_scale):
-    # top-k 1 leaves one live code per beam: every draw is the guided argmax, whatever the seed.
-    m = decoder()
-    prompts = caption_prefixes(m.config, [[1, 2], [3, 4, 5]])
-    uncond = null_prefixes(m.config, 2) if guidance_scale > 1 else None
-    greedy = generate(m, prompts, SamplingConfig("greedy", guidance_scale=guidance_scale), uncond_prompts=uncond)
-    gens = [torch.Generator().manual_seed(s) for s in (0, 1)]
-    codes, _ = beam_search(m, prompts, SamplingConfig("beam_sample", top_k=1, guidance_scale=guidance_scale,
-                                                      beam_width=3), uncond, generators=gens)
-    assert torch.equal(codes, greedy)
 
 
 def test_beam_sample_follows_its_seed_and_reports_its_tempered_score():
