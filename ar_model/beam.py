@@ -21,7 +21,7 @@ import torch
 from .generate import decode_one_token, feed_structural, image_logits, prefill, start_rows
 from .layout import image_layout
 from .model import ARDecoder
-from .sampling import SamplingConfig, filter_logits
+from .sampling import SamplingConfig, draw, filter_logits
 
 
 @torch.no_grad()
@@ -97,12 +97,7 @@ def draw_extensions(total: torch.Tensor, width: int, generators: list[torch.Gene
     batch = total.shape[0]
     live = torch.isfinite(total).sum(-1)  # (B,) >= 1: some code of the best beam always survives filtering
     draws = int(min(2 * width, live.min().item()))
-    probs = (total - total.amax(-1, keepdim=True)).exp()
-    # A generator draws on its own device, as in sampling.sample.
-    rows = [torch.multinomial(probs[b], draws) if generators is None else
-            torch.multinomial(probs[b].to(generators[b].device), draws, generator=generators[b]).to(total.device)
-            for b in range(batch)]
-    picked = torch.stack(rows)  # (B, draws)
+    picked = draw((total - total.amax(-1, keepdim=True)).exp(), draws, generators)  # (B, draws)
     picked_scores = total.gather(1, picked)
     if draws < width:  # pad with dead beams
         pad = width - draws

@@ -15,7 +15,7 @@ import torch
 
 from vq.pretrained import check_int
 
-from .sampling import SamplingConfig
+from .sampling import BEAM_SAMPLERS, DRAWING_SAMPLERS, SamplingConfig
 
 DEFAULT_GUIDANCE_SCALE = 3.0
 # What a call that names no sampling setting gets when pipeline.json records none (a checkpoint records its own,
@@ -79,11 +79,11 @@ class GenerationSettings:
         sampler = pick(self.sampler, "sampler")
         ignored = {name: value for name, value in (("temperature", self.temperature), ("top_k", top_k),
                                                    ("top_p", self.top_p)) if value is not None}
-        if sampler not in ("sample", "beam_sample") and ignored:  # as transformers does for do_sample=False
+        if sampler not in DRAWING_SAMPLERS and ignored:  # as transformers does for do_sample=False
             given = ", ".join(f"{k}={v!r}" for k, v in ignored.items())
             warnings.warn(f"{given} has no effect with sampler {sampler!r}; only sampler='sample' and "
                           "'beam_sample' draw from the filtered distribution", UserWarning, stacklevel=4)
-        if sampler not in ("beam", "beam_sample") and self.beam_width is not None:
+        if sampler not in BEAM_SAMPLERS and self.beam_width is not None:
             warnings.warn(f"beam_width={self.beam_width!r} has no effect with sampler {sampler!r}; only "
                           "sampler='beam' and 'beam_sample' keep beams", UserWarning, stacklevel=4)
         return SamplingConfig(sampler, pick(self.temperature, "temperature"),

@@ -45,6 +45,7 @@ from .pipeline_utils import (
     save_components,
     step_callback,
 )
+from .sampling import BEAM_SAMPLERS
 from .sequence import caption_prefixes, null_prefixes
 from .text_tokenizer import CaptionTokenizer
 
@@ -196,7 +197,7 @@ class TextToImage(PipelineMixin):
         progress_bar = functools.partial(self.progress_bar, leave=False)
         callback = step_callback(self if pipe is None else pipe, settings.callback_on_step_end, step_offset)
         log_probs = None
-        if sampling.sampler in ("beam", "beam_sample"):
+        if sampling.sampler in BEAM_SAMPLERS:
             if fixed is not None:
                 raise ValueError(f"sampler={sampling.sampler!r} does not edit images; use 'greedy' or 'sample'")
             codes, log_probs = beam_search(self.decoder, prefixes, sampling, uncond, progress_bar, self.decode_fn,
@@ -226,12 +227,11 @@ class TextToImage(PipelineMixin):
         search whose extensions are drawn from the filtered distribution with each image's generator (transformers'
         ``do_sample=True`` with ``num_beams``), so images differ by seed. ``sampler``,
         ``temperature``, ``top_k``, ``top_p``, ``guidance_scale`` and ``beam_width`` left at None take the
-        checkpoint's defaults
-        (``generation_defaults``, from pipeline.json: its best measured settings); ``top_k=0`` and ``top_p=1.0``
-        turn those filters off. ``output_type``: "pil", "np" or "pt". ``callback_on_step_end(pipe, step, timestep,
-        callback_kwargs)`` runs after each image token (``step`` = ``timestep`` = its index; ``callback_kwargs``
-        holds ``ids``, the codes so far, (N, step + 1), of the best beam with a beam sampler). ``height`` / ``width`` may
-        only be the checkpoint's size, and ``num_inference_steps`` only its number of image tokens (one decoder
+        checkpoint's defaults (``generation_defaults``, from pipeline.json: its best measured settings); ``top_k=0``
+        and ``top_p=1.0`` turn those filters off. ``output_type``: "pil", "np" or "pt". ``callback_on_step_end(pipe,
+        step, timestep, callback_kwargs)`` runs after each image token (``step`` = ``timestep`` = its index;
+        ``callback_kwargs`` holds ``ids``, the codes so far, (N, step + 1), of the best beam with a beam sampler).
+        ``height`` / ``width`` may only be the checkpoint's size, and ``num_inference_steps`` only its number of image tokens (one decoder
         step each): a decoder has no other. Prompts are normalised as the checkpoint's training captions were
         written (``prompt_world``: "the word cat" reads "the word CAT"); one with a word those captions never had
         gives an ``UnknownPromptWarning`` naming it, or with ``strict=True`` a ValueError.

@@ -12,6 +12,8 @@ import torch
 from vq.pretrained import check_int, check_number
 
 SAMPLERS = ("greedy", "sample", "beam", "beam_sample")
+BEAM_SAMPLERS = ("beam", "beam_sample")  # keep beams (ar_model.beam)
+DRAWING_SAMPLERS = ("sample", "beam_sample")  # draw from the tempered, filtered distribution
 GUIDANCE_SCHEDULES = ("constant", "linear")
 
 
@@ -86,8 +88,13 @@ def sample(logits: torch.Tensor, config: SamplingConfig, generators: list[torch.
     if config.greedy:
         return logits.argmax(-1)
     probs = filter_logits(logits / config.temperature, config.top_k, config.top_p).softmax(-1)
+    return draw(probs, 1, generators).squeeze(-1)
+
+
+def draw(weights: torch.Tensor, num: int, generators: list[torch.Generator] | None) -> torch.Tensor:
+    """weights (B, V) >= 0 -> (B, num) indices drawn without replacement, row b with ``generators[b]``."""
     if generators is None:
-        return torch.multinomial(probs, 1).squeeze(-1)
+        return torch.multinomial(weights, num)
     # A generator draws on its own device (a CPU generator with a CUDA model samples on the CPU, as in diffusers).
-    return torch.cat([torch.multinomial(p.to(g.device), 1, generator=g).to(p.device)
-                      for p, g in zip(probs, generators)])
+    return torch.stack([torch.multinomial(w.to(g.device), num, generator=g).to(w.device)
+                        for w, g in zip(weights, generators)])

@@ -97,7 +97,8 @@ def test_decode_benchmark_reports_what_it_timed(pipe, monkeypatch):
     assert report["identical_greedy_tokens_vs_transformers"] is True
     seconds = {name: r["seconds"] for name, r in report["results"].items()}
     assert seconds == {"ours_b1": 0.001, "ours_b8": 0.008, "ours_b1_cfg": 0.002, "ours_b8_cfg": 0.016,
-                       "ours_b1_beam4_cfg": 0.008, "ours_b1_beam_sample4_cfg": 0.008, "transformers_b1": 0.003, "transformers_b8": 0.024}
+                       "ours_b1_beam4_cfg": 0.008, "ours_b1_beam_sample4_cfg": 0.008, "transformers_b1": 0.003,
+                       "transformers_b8": 0.024}
     n = pipe.decoder.config.image_tokens
     assert report["results"]["ours_b8"]["ms_per_token"] == round(8.0 / n, 3)
     assert report["results"]["ours_b8"]["images_per_s"] == 1000.0

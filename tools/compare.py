@@ -1,8 +1,8 @@
 """``t2i compare``: every mode on the same prompts and seeds, judged alike, timed alike, in one run.
 
 Modes: ``ar-default`` (the checkpoint's own sampling defaults), ``ar-greedy``, ``ar-sample``, ``ar-beam`` (the AR
-pipeline), ``hybrid`` (AR greedy, then the refiner), ``diffusion`` (the baseline). The report gives, per mode and category, the judge's pass rate with a 95% CI and
-n, text accuracy and CER; per mode, latency per image at batch 1 and images/s at batch 8 (the modes take turns,
+pipeline), ``hybrid`` (AR greedy, then the refiner), ``diffusion`` (the baseline). The report gives, per mode and
+category, the judge's pass rate with a 95% CI and n, text accuracy and CER; per mode, latency per image at batch 1 and images/s at batch 8 (the modes take turns,
 so a noisy machine slows them alike), FLOPs per image (``torch.utils.flop_counter``), and the training budget
 recorded in the checkpoint; and sharpness (gradient energy, ``tools.image_metrics``) next to that of clean
 renders of the same prompts. The grid has a row per prompt and a column per mode (first seed).

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from ar_model.sampling import DRAWING_SAMPLERS
 from tools.cli.args import seeded_generators
 
 MODES = ("ar", "hybrid", "diffusion")
@@ -53,7 +54,7 @@ class DemoBackend:
         kwargs: dict = {"guidance_scale": float(guidance_scale)}
         if mode != "diffusion" and sampler != "default":
             kwargs["sampler"] = sampler
-            if sampler in ("sample", "beam_sample"):
+            if sampler in DRAWING_SAMPLERS:
                 kwargs.update(top_k=int(top_k), temperature=float(temperature))
         generators = seeded_generators(int(seed), int(num_images))
         start = time.perf_counter()
