@@ -220,7 +220,8 @@ class TextToImage(PipelineMixin):
         """Generate ``num_images_per_prompt`` images for each prompt, with diffusers' argument names.
 
         ``guidance_scale`` > 1 turns on classifier-free guidance (1 turns it off), against the null caption or
-        ``negative_prompt``, constant or ramped linearly from 1 (``guidance_schedule``), for the first
+        ``negative_prompt``, constant or ramped linearly (``guidance_schedule``: "linear" rises from 1 at the first
+        image token, "linear_decay" falls to 1 at the last), for the first
         ``guidance_interval`` image tokens (None: all). ``sampler``: "greedy" takes the most likely code at every
         step; "sample" draws from the (temperature-scaled, top-k / top-p filtered) distribution with one generator
         per image; "beam" keeps the ``beam_width`` best sequences by guided log-probability; "beam_sample" is beam

@@ -14,7 +14,7 @@ from vq.pretrained import check_int, check_number
 SAMPLERS = ("greedy", "sample", "beam", "beam_sample")
 BEAM_SAMPLERS = ("beam", "beam_sample")  # keep beams (ar_model.beam)
 DRAWING_SAMPLERS = ("sample", "beam_sample")  # draw from the tempered, filtered distribution
-GUIDANCE_SCHEDULES = ("constant", "linear")
+GUIDANCE_SCHEDULES = ("constant", "linear", "linear_decay")
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,8 @@ class SamplingConfig:
     top_k: int | None = None
     top_p: float | None = None
     guidance_scale: float = 1.0
-    # linear: the scale ramps from 1 at the first image token to guidance_scale at the last
+    # linear: the scale ramps from 1 at the first image token to guidance_scale at the last;
+    # linear_decay: it falls from guidance_scale at the first to 1 at the last
     guidance_schedule: str = "constant"
     guidance_interval: int | None = None  # image tokens that get guidance (None: all); after them the batch halves
     beam_width: int = 1  # with sampler="beam" or "beam_sample"
@@ -52,8 +53,11 @@ class SamplingConfig:
 
     def scale_at(self, index: int, length: int) -> float:
         """The guidance scale of image token ``index`` of ``length``."""
-        if self.guidance_schedule == "linear" and length > 1:
-            return 1.0 + (self.guidance_scale - 1.0) * index / (length - 1)
+        if self.guidance_schedule != "constant" and length > 1:
+            progress = index / (length - 1)
+            if self.guidance_schedule == "linear_decay":
+                progress = 1.0 - progress
+            return 1.0 + (self.guidance_scale - 1.0) * progress
         return float(self.guidance_scale)
 
 

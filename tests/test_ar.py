@@ -523,10 +523,10 @@ def test_training_with_a_given_caption_tokenizer_keeps_it(training_data, tmp_pat
                  caption_tokenizer=tokenizer)
 
 
-def test_the_cli_offers_every_sampler_of_the_library():
-    from ar_model.sampling import SAMPLERS
-    from tools.cli.args import SAMPLERS as CLI_SAMPLERS
-    assert CLI_SAMPLERS == SAMPLERS
+def test_the_cli_offers_every_sampler_and_schedule_of_the_library():
+    from ar_model.sampling import GUIDANCE_SCHEDULES, SAMPLERS
+    from tools.cli import args
+    assert args.SAMPLERS == SAMPLERS and args.GUIDANCE_SCHEDULES == GUIDANCE_SCHEDULES
 
 
 def test_beam_sample_images_follow_their_generators(pipe):

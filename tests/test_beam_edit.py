@@ -160,6 +160,8 @@ def test_linear_schedule_ramps_from_one():
     s = SamplingConfig(guidance_scale=5.0, guidance_schedule="linear")
     assert [s.scale_at(i, 5) for i in range(5)] == [1.0, 2.0, 3.0, 4.0, 5.0]
     assert SamplingConfig(guidance_scale=5.0).scale_at(0, 5) == 5.0
+    falling = SamplingConfig(guidance_scale=5.0, guidance_schedule="linear_decay")
+    assert [falling.scale_at(i, 5) for i in range(5)] == [5.0, 4.0, 3.0, 2.0, 1.0]
     m = decoder()
     prompts, uncond = caption_prefixes(m.config, [[1, 2]]), null_prefixes(m.config, 1)
     ramped = generate(m, prompts, SamplingConfig(guidance_scale=4.0, guidance_schedule="linear"), uncond_prompts=uncond)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 # ar_model.sampling.SAMPLERS, written out so that --help does not import torch (a test keeps the two equal).
 SAMPLERS = ("greedy", "sample", "beam", "beam_sample")
+GUIDANCE_SCHEDULES = ("constant", "linear", "linear_decay")
 # The checkpoint that ships in the repository (next to the packages, so it is found from a source checkout).
 DEFAULT_CHECKPOINT = str(Path(__file__).resolve().parents[2] / "checkpoints" / "tiny")
 
@@ -210,8 +211,9 @@ def add_sampling_arguments(p: argparse.ArgumentParser) -> None:
                         "1 keeps all (default: the checkpoint's)")
     p.add_argument("--guidance-scale", "--cfg-scale", type=float_in("guidance-scale", 1, None), default=None,
                    help="classifier-free guidance scale, >= 1; 1 turns it off (default: the checkpoint's)")
-    p.add_argument("--guidance-schedule", "--cfg-schedule", choices=("constant", "linear"), default="constant",
-                   help="constant scale, or a linear ramp from 1 at the first image token (default: constant)")
+    p.add_argument("--guidance-schedule", "--cfg-schedule", choices=GUIDANCE_SCHEDULES, default="constant",
+                   help="constant scale; linear: a ramp from 1 at the first image token up to the scale at the "
+                        "last; linear_decay: from the scale at the first down to 1 at the last (default: constant)")
     p.add_argument("--guidance-interval", "--cfg-interval", type=int_at_least(0),
                    help="guide only the first N image tokens, then drop the unconditional half (default: all)")
     p.add_argument("--negative-prompt", help="guide away from this prompt instead of the null caption")
