@@ -88,10 +88,12 @@ def test_fp16_save_loads_into_float32(tmp_path):
     m.save_pretrained(tmp_path, dtype=torch.float16)
     loaded = VQModel.from_pretrained(tmp_path)
     assert next(loaded.parameters()).dtype == torch.float32
-    assert (tmp_path / "model.safetensors").stat().st_size < 0.6 * sum(p.numel() * 4 for p in m.parameters())
+    # the VQ decoder's weights are float16; the encoder and the codebook stay float32 (keep_in_fp32_modules)
+    halved = sum(p.numel() * (2 if n.startswith("decoder.") else 4) for n, p in m.named_parameters())
+    assert (tmp_path / "model.safetensors").stat().st_size < 1.05 * halved + 8192
 
 
-def test_fp16_save_keeps_a_crowded_codebook_exact(tmp_path):
+def test_fp16_save_keeps_the_encoder_and_a_crowded_codebook_exact(tmp_path):
     # Near-twin codes (cosine 0.99999 apart, as a trained codebook has), which float16 rounding would swap.
     m = model(use_cosine_sim=True)
     torch.manual_seed(1)
@@ -102,14 +104,17 @@ def test_fp16_save_keeps_a_crowded_codebook_exact(tmp_path):
     ids = m.encode(x)
     m.save_pretrained(tmp_path, dtype=torch.float16)
     stored = safetensors.torch.load_file(tmp_path / "model.safetensors")
-    assert {t.dtype for k, t in stored.items() if k.startswith("encoder.")} == {torch.float16}
+    assert {t.dtype for k, t in stored.items() if k.startswith("encoder.")} == {torch.float32}
+    assert {t.dtype for k, t in stored.items() if k.startswith("decoder.")} == {torch.float16}
     assert stored["quantizer.impl._codebook.embed"].dtype == torch.float32
     assert torch.equal(VQModel.from_pretrained(tmp_path).encode(x), ids)
     half = VQModel.from_pretrained(tmp_path, dtype=torch.float16)
-    assert half.quantizer.dtype == torch.float32 and next(half.encoder.parameters()).dtype == torch.float16
+    assert half.quantizer.dtype == torch.float32 and next(half.encoder.parameters()).dtype == torch.float32
+    assert torch.equal(half.encode(x.half()), half.encode(x))  # float16 images are read by the float32 encoder
     assert half.decode_ids(ids).dtype == torch.float16
 
-    # the test has teeth: the whole model cast to float16 moves ids
+    # the test has teeth: the codebook cast to float16 moves ids. (A float16 encoder moved 1 id in 250 of the
+    # trained tiny tokenizer, recipe section 19; this toy's encoder is not sensitive enough to show it.)
     rounded = model(use_cosine_sim=True)
     rounded.quantizer.impl.codebook = torch.cat([base, twins]).half().float()
     assert not torch.equal(rounded.encode(x), ids)

@@ -26,8 +26,10 @@ class VQModel(nn.Module, PretrainedMixin):
     config_class = VQConfig
     # The codebook is crowded (512 unit vectors in 8 dimensions: in the tiny release 40% have a neighbour within
     # cosine 0.999), so float16 rounding moved 40% of encoded ids to a near twin the decoder was not trained on.
-    # It is 16 KB, so it stays float32 (docs/recipe.md section 17).
-    keep_in_fp32_modules = ("quantizer",)
+    # It is 16 KB, so it stays float32 (docs/recipe.md section 17). So does the encoder (0.4 MB), for the same
+    # reason: its float16 rounding still moved about 1 id in 250 to a twin, which cost the teacher-forced figures
+    # of the tiny release ~10 nats per moved code (recipe section 19). Only the decoder's pixels can take float16.
+    keep_in_fp32_modules = ("encoder", "quantizer")
 
     def __init__(self, config: VQConfig):
         super().__init__()
@@ -62,14 +64,14 @@ class VQModel(nn.Module, PretrainedMixin):
 
     def forward(self, images: torch.Tensor) -> VQOutput:
         self.check_images(images)
-        quantized, ids, commit = self.quantizer(self.encoder(images * 2 - 1))
+        quantized, ids, commit = self.quantizer(self.encoder(images.to(self.encoder_dtype) * 2 - 1))
         return VQOutput((self.decoder(quantized.to(self.decoder_dtype)) + 1) / 2, ids, quantized, commit)
 
     @torch.no_grad()
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """images (B, 3, S, S) in [0, 1] -> ids (B, h, w)."""
         self.check_images(images)
-        return self.quantizer(self.encoder(images * 2 - 1))[1]
+        return self.quantizer(self.encoder(images.to(self.encoder_dtype) * 2 - 1))[1]
 
     @torch.no_grad()
     def decode_ids(self, ids: torch.Tensor) -> torch.Tensor:
@@ -77,6 +79,10 @@ class VQModel(nn.Module, PretrainedMixin):
         self.check_ids(ids)
         codes = self.quantizer.codes_from_ids(ids.long())
         return ((self.decoder(codes.to(self.decoder_dtype)) + 1) / 2).clamp(0, 1)
+
+    @property
+    def encoder_dtype(self) -> torch.dtype:
+        return next(self.encoder.parameters()).dtype
 
     @property
     def decoder_dtype(self) -> torch.dtype:
