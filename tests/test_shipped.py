@@ -22,10 +22,12 @@ def test_shipped_checkpoint_is_fp16_and_small():
     assert sizes < 25_000_000, sizes
     weights = sorted(SHIPPED.rglob("*.safetensors"))
     assert {p.parent.name for p in weights} == {"vq", "decoder", "refiner", "baseline"}
+    from vq.model import VQModel
     for path in weights:  # every floating tensor on disk is fp16 (read from the file, not from a loaded model)
-        with safe_open(str(path), framework="pt") as f:  # but the VQ codebook, kept exact (VQModel)
-            dtypes = {f.get_slice(name).get_dtype() for name in f.keys() if not name.startswith("quantizer.")}
-            kept = {f.get_slice(name).get_dtype() for name in f.keys() if name.startswith("quantizer.")}
+        exact = VQModel.keep_in_fp32_modules if path.parent.name == "vq" else ()  # but what picks the VQ's ids
+        with safe_open(str(path), framework="pt") as f:
+            dtypes = {f.get_slice(name).get_dtype() for name in f.keys() if not name.startswith(exact)}
+            kept = {f.get_slice(name).get_dtype() for name in f.keys() if name.startswith(exact)}
         assert dtypes <= {"F16", "I64", "I32", "BOOL"} and "F16" in dtypes, (path, dtypes)
         assert kept <= ({"F32", "BOOL"} if path.parent.name == "vq" else set()), (path, kept)
     pipe = TextToImage.from_pretrained(SHIPPED)
