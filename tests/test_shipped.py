@@ -10,6 +10,7 @@ from PIL import Image
 from safetensors import safe_open
 
 from ar_model.pipeline import TextToImage
+from vq.model import VQModel
 
 from .test_cli import run
 
@@ -22,7 +23,6 @@ def test_shipped_checkpoint_is_fp16_and_small():
     assert sizes < 25_000_000, sizes
     weights = sorted(SHIPPED.rglob("*.safetensors"))
     assert {p.parent.name for p in weights} == {"vq", "decoder", "refiner", "baseline"}
-    from vq.model import VQModel
     for path in weights:  # every floating tensor on disk is fp16 (read from the file, not from a loaded model)
         exact = VQModel.keep_in_fp32_modules if path.parent.name == "vq" else ()  # but what picks the VQ's ids
         with safe_open(str(path), framework="pt") as f:

@@ -62,16 +62,19 @@ class VQModel(nn.Module, PretrainedMixin):
         if ids.numel() and (ids.min() < 0 or ids.max() >= v):
             raise ValueError(f"ids must be in [0, {v - 1}] (codebook size {v}), got [{ids.min()}, {ids.max()}]")
 
-    def forward(self, images: torch.Tensor) -> VQOutput:
+    def _quantize(self, images: torch.Tensor):
+        """images in [0, 1] -> the quantizer's (quantized, ids, commit loss); the encoder reads them in its dtype."""
         self.check_images(images)
-        quantized, ids, commit = self.quantizer(self.encoder(images.to(self.encoder_dtype) * 2 - 1))
+        return self.quantizer(self.encoder(images.to(self.encoder_dtype) * 2 - 1))
+
+    def forward(self, images: torch.Tensor) -> VQOutput:
+        quantized, ids, commit = self._quantize(images)
         return VQOutput((self.decoder(quantized.to(self.decoder_dtype)) + 1) / 2, ids, quantized, commit)
 
     @torch.no_grad()
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """images (B, 3, S, S) in [0, 1] -> ids (B, h, w)."""
-        self.check_images(images)
-        return self.quantizer(self.encoder(images.to(self.encoder_dtype) * 2 - 1))[1]
+        return self._quantize(images)[1]
 
     @torch.no_grad()
     def decode_ids(self, ids: torch.Tensor) -> torch.Tensor:
