@@ -581,6 +581,21 @@ def test_eval_vq_on_own_data(capsys, checkpoint, own_data, tmp_path):
     assert Image.open(tmp_path / "g.png").size[0] > 0
 
 
+def test_eval_grid_goes_beside_out_not_into_the_working_directory(capsys, checkpoint, own_data, tmp_path,
+                                                                   monkeypatch):
+    """Without --grid the grid is written beside --out: a default into the working directory was committed by
+    mistake twice (vq_reconstructions.png, refiner_eval.png)."""
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    code, _, _ = run(capsys, "eval", "vq", "--checkpoint", str(checkpoint / "pipe" / "vq"), "--data",
+                     str(own_data), "--out", str(tmp_path / "vq.json"))
+    assert code == 0
+    assert Image.open(tmp_path / "vq_grid.png").size[0] > 0
+    assert json.loads((tmp_path / "vq.json").read_text())["comparison_grid"] == str(tmp_path / "vq_grid.png")
+    assert list(work.iterdir()) == []
+
+
 def test_a_caption_over_the_token_limit_is_skipped_and_listed(capsys, checkpoint, own_data, tmp_path):
     """One sample of a user's folder has a caption too long for the model: the decoder and the baseline train
     on the others and name it in OUT/data.json; under --strict it is a one-line error naming it."""

@@ -31,7 +31,8 @@ def register(sub) -> None:
     p.add_argument("--workers", type=int_at_least(1), help="judge processes (default: all cores)")
     p.add_argument("--out", type=output_file(".json"), help="also write the JSON here")
     p.add_argument("--grid", type=output_file(".png"),
-                   help="original | reconstruction grid (default: ./vq_reconstructions.png)")
+                   help="original | reconstruction grid (default: beside --out, OUT_grid.png; without --out, "
+                        "./vq_reconstructions.png)")
     p.set_defaults(func=cmd_eval_vq)
 
     p = eval_sub.add_parser("ar", help="how well the decoder follows its prompt (quick proxy)",
@@ -81,6 +82,7 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
     p.add_argument("--out", type=output_file(".json"), help="also write the JSON here")
     p.add_argument("--grid", type=output_file(".png"), help="images with the judge's reading (default: "
+                                                             "beside --out, OUT_grid.png; without --out, "
                                                              "./digits_eval.png)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_eval_digits)
@@ -103,7 +105,8 @@ def register(sub) -> None:
                         "(default: 0.3,0.6,1.0)")
     p.add_argument("--seed", type=int, default=0, help="scene and noise seed (default: 0)")
     p.add_argument("--out", type=output_file(".json"), help="also write the JSON here")
-    p.add_argument("--grid", type=output_file(".png"), help="clean | VQ | refined grid (default: ./refiner_eval.png)")
+    p.add_argument("--grid", type=output_file(".png"), help="clean | VQ | refined grid (default: beside --out, "
+                                                             "OUT_grid.png; without --out, ./refiner_eval.png)")
     p.set_defaults(func=cmd_eval_refiner)
 
 
@@ -124,11 +127,11 @@ def cmd_eval_vq(args) -> None:
         images, _, _ = read_images(args.data, model.config.image_size, args.num)
         report, grid = evaluate_vq_on_images(model, images)
         report["data"] = args.data
-        _write_evaluation(report, grid, args.grid or Path("vq_reconstructions.png"), args.out, "comparison_grid")
+        _write_evaluation(report, grid, grid_path(args, "vq_reconstructions.png"), args.out, "comparison_grid")
         return
     report, grid = evaluate_vq(model, args.num, seed=args.seed, workers=args.workers,
                                max_word_len=max_word_len_for(model.config.image_size))
-    _write_evaluation(report, grid, args.grid or Path("vq_reconstructions.png"), args.out, "comparison_grid")
+    _write_evaluation(report, grid, grid_path(args, "vq_reconstructions.png"), args.out, "comparison_grid")
 
 
 def cmd_eval_ar(args) -> None:
@@ -170,7 +173,7 @@ def cmd_eval_digits(args) -> None:
     pipe.set_progress_bar_config(disable=True)
     report, grid = evaluate_digits(pipe, args.num_per_digit, seed=args.seed, progress=not args.quiet,
                                    **sampling_kwargs(args, pipe))
-    _write_evaluation(report, grid, args.grid or Path("digits_eval.png"), args.out, "grid")
+    _write_evaluation(report, grid, grid_path(args, "digits_eval.png"), args.out, "grid")
 
 
 def cmd_eval_refiner(args) -> None:
@@ -192,7 +195,14 @@ def cmd_eval_refiner(args) -> None:
                          f"{refiner.config.max_strength}, got {max(args.strengths)}")
     settings = [(steps, strength) for steps in args.steps for strength in args.strengths]
     report, grid = evaluate_refiner(vq.eval(), refiner.eval(), args.num, settings, seed=args.seed)
-    _write_evaluation(report, grid, args.grid or Path("refiner_eval.png"), args.out, "grid")
+    _write_evaluation(report, grid, grid_path(args, "refiner_eval.png"), args.out, "grid")
+
+
+def grid_path(args, fallback: str) -> Path:
+    """--grid; else beside --out (a stray grid in the working directory was committed twice); else ./fallback."""
+    if args.grid:
+        return args.grid
+    return args.out.with_name(args.out.stem + "_grid.png") if args.out else Path(fallback)
 
 
 def _write_evaluation(report: dict, grid, grid_path: Path, json_path: Path | None, grid_key: str) -> None:
