@@ -31,8 +31,7 @@ def register(sub) -> None:
     p.add_argument("--workers", type=int_at_least(1), help="judge processes (default: all cores)")
     p.add_argument("--out", type=output_file(".json"), help="also write the JSON here")
     p.add_argument("--grid", type=output_file(".png"),
-                   help="original | reconstruction grid (default: beside --out, OUT_grid.png; without --out, "
-                        "./vq_reconstructions.png)")
+                   help=_grid_help("original | reconstruction grid", "vq_reconstructions.png"))
     p.set_defaults(func=cmd_eval_vq)
 
     p = eval_sub.add_parser("ar", help="how well the decoder follows its prompt (quick proxy)",
@@ -81,9 +80,8 @@ def register(sub) -> None:
     p.add_argument("--num-per-digit", type=int_at_least(1), default=20, help="images per digit (default: 20)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
     p.add_argument("--out", type=output_file(".json"), help="also write the JSON here")
-    p.add_argument("--grid", type=output_file(".png"), help="images with the judge's reading (default: "
-                                                             "beside --out, OUT_grid.png; without --out, "
-                                                             "./digits_eval.png)")
+    p.add_argument("--grid", type=output_file(".png"),
+                   help=_grid_help("images with the judge's reading", "digits_eval.png"))
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_eval_digits)
 
@@ -105,8 +103,7 @@ def register(sub) -> None:
                         "(default: 0.3,0.6,1.0)")
     p.add_argument("--seed", type=int, default=0, help="scene and noise seed (default: 0)")
     p.add_argument("--out", type=output_file(".json"), help="also write the JSON here")
-    p.add_argument("--grid", type=output_file(".png"), help="clean | VQ | refined grid (default: beside --out, "
-                                                             "OUT_grid.png; without --out, ./refiner_eval.png)")
+    p.add_argument("--grid", type=output_file(".png"), help=_grid_help("clean | VQ | refined grid", "refiner_eval.png"))
     p.set_defaults(func=cmd_eval_refiner)
 
 
@@ -127,11 +124,11 @@ def cmd_eval_vq(args) -> None:
         images, _, _ = read_images(args.data, model.config.image_size, args.num)
         report, grid = evaluate_vq_on_images(model, images)
         report["data"] = args.data
-        _write_evaluation(report, grid, grid_path(args, "vq_reconstructions.png"), args.out, "comparison_grid")
+        _write_evaluation(report, grid, args, "vq_reconstructions.png", "comparison_grid")
         return
     report, grid = evaluate_vq(model, args.num, seed=args.seed, workers=args.workers,
                                max_word_len=max_word_len_for(model.config.image_size))
-    _write_evaluation(report, grid, grid_path(args, "vq_reconstructions.png"), args.out, "comparison_grid")
+    _write_evaluation(report, grid, args, "vq_reconstructions.png", "comparison_grid")
 
 
 def cmd_eval_ar(args) -> None:
@@ -173,7 +170,7 @@ def cmd_eval_digits(args) -> None:
     pipe.set_progress_bar_config(disable=True)
     report, grid = evaluate_digits(pipe, args.num_per_digit, seed=args.seed, progress=not args.quiet,
                                    **sampling_kwargs(args, pipe))
-    _write_evaluation(report, grid, grid_path(args, "digits_eval.png"), args.out, "grid")
+    _write_evaluation(report, grid, args, "digits_eval.png", "grid")
 
 
 def cmd_eval_refiner(args) -> None:
@@ -195,23 +192,22 @@ def cmd_eval_refiner(args) -> None:
                          f"{refiner.config.max_strength}, got {max(args.strengths)}")
     settings = [(steps, strength) for steps in args.steps for strength in args.strengths]
     report, grid = evaluate_refiner(vq.eval(), refiner.eval(), args.num, settings, seed=args.seed)
-    _write_evaluation(report, grid, grid_path(args, "refiner_eval.png"), args.out, "grid")
+    _write_evaluation(report, grid, args, "refiner_eval.png", "grid")
 
 
-def grid_path(args, fallback: str) -> Path:
-    """--grid; else beside --out (a stray grid in the working directory was committed twice); else ./fallback."""
-    if args.grid:
-        return args.grid
-    return args.out.with_name(args.out.stem + "_grid.png") if args.out else Path(fallback)
+def _grid_help(what: str, fallback: str) -> str:
+    return f"{what} (default: beside --out, OUT_grid.png; without --out, ./{fallback})"
 
 
-def _write_evaluation(report: dict, grid, grid_path: Path, json_path: Path | None, grid_key: str) -> None:
-    """Save the grid PNG and (if asked) the JSON report, atomically; print the report."""
+def _write_evaluation(report: dict, grid, args, fallback: str, grid_key: str) -> None:
+    """Save the grid PNG and (with --out) the JSON report, atomically; print the report. The grid goes to --grid,
+    else beside --out (a default into the working directory was committed by mistake twice), else ./fallback."""
     from vq.pretrained import atomic_path, write_text
 
+    grid_path = args.grid or (args.out.with_name(args.out.stem + "_grid.png") if args.out else Path(fallback))
     with atomic_path(grid_path) as tmp:
         grid.save(tmp, format="PNG")
     report[grid_key] = str(grid_path)
-    if json_path:
-        write_text(json_path, json.dumps(report, indent=2))
+    if args.out:
+        write_text(args.out, json.dumps(report, indent=2))
     print_json(report)
